@@ -4,12 +4,15 @@
  * processes never share it. */
 #ifndef KURZ_STORE_SQLITE_H
 #define KURZ_STORE_SQLITE_H
+#include <stdbool.h>
+
 #include "store/store.h"
 
 struct kurz_sqlite_config {
         const char *data_dir; /* created if missing; holds kurz.db */
         unsigned readers;     /* maximum pooled read connections, default 8 */
         unsigned busy_timeout_ms; /* default 5000 */
+        bool shared; /* skip the data-dir lock: for admin commands beside a running server */
 };
 
 /* Opens (creating and migrating as needed) the store. Returns 0 or a negative

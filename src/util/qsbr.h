@@ -7,6 +7,7 @@
 #ifndef KURZ_UTIL_QSBR_H
 #define KURZ_UTIL_QSBR_H
 #include <stddef.h>
+#include <stdint.h>
 
 struct kurz_qsbr; /* opaque */
 
@@ -28,6 +29,17 @@ void kurz_qsbr_offline(struct kurz_qsbr *q, unsigned reader);
  * must already have made ptr unreachable for new readers. Thread-safe.
  * Returns 0, or -ENOMEM (then the caller still owns ptr). */
 int kurz_qsbr_retire(struct kurz_qsbr *q, void *ptr, void (*free_fn)(void *ptr));
+
+/* Intrusive variant that cannot fail: the caller embeds a kurz_qsbr_node in
+ * the object (readers must never read the node's fields), and free_fn gets the
+ * node back once the grace period is over. Thread-safe. */
+struct kurz_qsbr_node {
+        struct kurz_qsbr_node *next;                  /* private to qsbr */
+        uint64_t epoch;                               /* private to qsbr */
+        void (*free_fn)(struct kurz_qsbr_node *node); /* private to qsbr */
+};
+void kurz_qsbr_retire_node(struct kurz_qsbr *q, struct kurz_qsbr_node *node,
+                           void (*free_fn)(struct kurz_qsbr_node *node));
 /* Frees what is past its grace period; returns how many were freed.
  * Thread-safe; cheap when nothing is pending. */
 size_t kurz_qsbr_reclaim(struct kurz_qsbr *q);

@@ -1,0 +1,86 @@
+/* api/api_int.h - what the handler files of src/api share: the service
+ * context and response helpers. Not for use outside src/api. */
+#ifndef KURZ_API_API_INT_H
+#define KURZ_API_API_INT_H
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cache/l1.h"
+#include "config/config.h"
+#include "http/server.h"
+#include "ids/codegen.h"
+#include "limit/clientip.h"
+#include "limit/ratelimit.h"
+#include "metrics/metrics.h"
+#include "stats/clicks.h"
+#include "store/store.h"
+#include "store/writer.h"
+#include "util/buf.h"
+#include "util/qsbr.h"
+#include "util/validate.h"
+
+struct kurz_service {
+        const struct kurz_config *cfg;
+        struct kurz_store *store;
+        struct kurz_writer *writer;
+        struct kurz_codegen *codegen;
+        struct kurz_qsbr *qsbr;
+        struct kurz_l1 *l1;
+        struct kurz_ratelimit *create_limit;
+        struct kurz_ratelimit *read_limit;
+        struct kurz_proxies *proxies;
+        struct kurz_clicks *clicks;
+        struct kurz_metrics *metrics;
+        struct kurz_http_server *http;
+        bool has_base_url;
+        struct kurz_url_parts base_parts; /* of cfg->base_url */
+        char base_url[1024];              /* cfg->base_url without trailing '/' */
+        _Atomic int64_t last_flush_s;     /* unix time of the last click flush */
+        _Atomic int inflight_flushes;
+};
+
+/* --- respond.c --- */
+
+/* Sends a JSON error {"success":false,"message","errorCode"} plus the extra
+ * JSON members in `extra` (already serialized, starting with a comma, or
+ * NULL). Records metrics for route. */
+void kurz_api_error(struct kurz_service *s, struct kurz_http_exchange *x, enum kurz_route route,
+                    int status, const char *error_code, const char *message, const char *extra,
+                    const struct kurz_http_header *headers, size_t nheaders);
+/* Sends a JSON body (status, body taken from b) and records metrics. */
+void kurz_api_json(struct kurz_service *s, struct kurz_http_exchange *x, enum kurz_route route,
+                   int status, const struct kurz_buf *b, const struct kurz_http_header *headers,
+                   size_t nheaders);
+/* 405 with Allow. */
+void kurz_api_method_not_allowed(struct kurz_service *s, struct kurz_http_exchange *x,
+                                 enum kurz_route route, const char *allow);
+/* Writes the public base URL for this request into out (no trailing '/'):
+ * --base-url, else "http://" + Host header (sanitized). */
+void kurz_api_base_url(struct kurz_service *s, const struct kurz_http_request *req,
+                       struct kurz_buf *out);
+/* The client's IP as text (trusted proxies honoured). */
+void kurz_api_client_ip(struct kurz_service *s, const struct kurz_http_request *req,
+                        char out[KURZ_IP_STRLEN]);
+/* True when the request may proceed under limiter rl; otherwise answers 429
+ * and returns false. */
+bool kurz_api_rate_ok(struct kurz_service *s, struct kurz_http_exchange *x,
+                      struct kurz_ratelimit *rl, enum kurz_route route);
+/* Unix seconds now. */
+int64_t kurz_api_now_s(void);
+/* Milliseconds of the monotonic clock. */
+uint64_t kurz_api_now_ms(void);
+/* True when the Authorization header carries a well-formed Bearer token;
+ * writes the SHA-256 hex of the token into hex (65 bytes). */
+bool kurz_api_bearer_hash(const struct kurz_http_request *req, char hex[65]);
+
+/* --- handlers --- */
+void kurz_api_redirect(struct kurz_service *s, struct kurz_http_exchange *x, struct kurz_str code);
+void kurz_api_link_get(struct kurz_service *s, struct kurz_http_exchange *x, struct kurz_str code);
+void kurz_api_create(struct kurz_service *s, struct kurz_http_exchange *x);
+void kurz_api_delete(struct kurz_service *s, struct kurz_http_exchange *x, struct kurz_str code);
+void kurz_api_list(struct kurz_service *s, struct kurz_http_exchange *x);
+void kurz_api_health(struct kurz_service *s, struct kurz_http_exchange *x, bool deep);
+void kurz_api_metrics(struct kurz_service *s, struct kurz_http_exchange *x);
+#endif

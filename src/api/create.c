@@ -1,0 +1,302 @@
+/* api/create.c - POST /api/v1/create/shorten. Validates on the loop thread,
+ * hands the link to the store's writer (group commit) and answers 201 only
+ * after the commit that holds it returned; then fills L1 (write-through). */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_int.h"
+#include "util/hash.h"
+#include "util/json.h"
+
+#define MAX_EXPIRY_S (100LL * 366 * 86400) /* a century is forever enough */
+
+struct create_job {
+        struct kurz_writer_create wc;
+        struct kurz_service *s;
+        struct kurz_http_deferred *d;
+        char *url;  /* owned */
+        char *base; /* owned: the base of shortUrl */
+        char alias[KURZ_CODE_MAX + 1];
+};
+
+static void bad(struct kurz_service *s, struct kurz_http_exchange *x, const char *msg)
+{
+        kurz_api_error(s, x, KURZ_ROUTE_CREATE, 400, "INVALID_INPUT", msg, NULL, NULL, 0);
+}
+
+static void job_free(struct create_job *j)
+{
+        free(j->url);
+        free(j->base);
+        free(j);
+}
+
+static void create_done(struct kurz_http_exchange *x, void *arg)
+{
+        struct create_job *j = arg;
+        struct kurz_service *s = j->s;
+        struct kurz_create *c = &j->wc.item;
+        struct kurz_buf b = {0}, u = {0};
+        int rc = 0;
+
+        switch (c->status) {
+        case KURZ_CREATE_NEW:
+        case KURZ_CREATE_EXISTING:
+                break;
+        case KURZ_CREATE_ALIAS_TAKEN:
+                kurz_api_error(s, x, KURZ_ROUTE_CREATE, 409, "ALIAS_TAKEN",
+                               "this alias is already taken; choose another", NULL, NULL, 0);
+                goto out;
+        default:
+                kurz_metrics_add(s->metrics, KURZ_METRICS_SHARED, KURZ_C_STORE_ERROR, 1);
+                if (c->err == -EAGAIN || c->err == KURZ_E_UNAVAILABLE || c->err == -EBUSY) {
+                        struct kurz_http_header h = {KURZ_STR_LIT("Retry-After"),
+                                                     KURZ_STR_LIT("1")};
+                        kurz_api_error(s, x, KURZ_ROUTE_CREATE, 503, "SERVICE_UNAVAILABLE",
+                                       "the link store cannot take writes now; retry shortly",
+                                       NULL, &h, 1);
+                } else {
+                        kurz_api_error(s, x, KURZ_ROUTE_CREATE, 500, "URL_GENERATION_FAILED",
+                                       "could not generate a short code", NULL, NULL, 0);
+                }
+                goto out;
+        }
+        if (c->status == KURZ_CREATE_NEW)
+                kurz_metrics_add(s->metrics, KURZ_METRICS_SHARED, KURZ_C_CREATED, 1);
+        {
+                struct kurz_str code = kurz_str_c(c->code);
+                kurz_l1_put(s->l1, code, (struct kurz_str){j->url, c->url_len},
+                            c->out_expires_at, kurz_l1_seq(s->l1, code), kurz_api_now_ms());
+        }
+        rc |= kurz_buf_puts(&u, j->base);
+        rc |= kurz_buf_puts(&u, "/");
+        rc |= kurz_buf_puts(&u, c->code);
+        rc |= kurz_buf_puts(&b, "{\"originalUrl\":");
+        rc |= kurz_json_escape(&b, j->url, c->url_len);
+        rc |= kurz_buf_puts(&b, ",\"shortUrl\":");
+        rc |= kurz_json_escape(&b, u.p, u.len);
+        rc |= kurz_buf_puts(&b, ",\"shortCode\":");
+        rc |= kurz_json_escape(&b, c->code, strlen(c->code));
+        rc |= kurz_buf_puts(&b, ",\"success\":true,\"message\":null,\"errorCode\":null,"
+                                "\"createdAt\":");
+        rc |= kurz_json_time(&b, c->out_created_at);
+        rc |= kurz_buf_puts(&b, ",\"expiresAt\":");
+        rc |= kurz_json_time(&b, c->out_expires_at);
+        rc |= kurz_buf_puts(&b, "}");
+        if (rc) {
+                kurz_api_error(s, x, KURZ_ROUTE_CREATE, 500, "INTERNAL_SERVER_ERROR",
+                               "out of memory", NULL, NULL, 0);
+        } else {
+                struct kurz_http_header h = {KURZ_STR_LIT("Location"), {u.p, u.len}};
+                kurz_api_json(s, x, KURZ_ROUTE_CREATE, 201, &b, &h, 1);
+        }
+out:
+        kurz_buf_free(&b);
+        kurz_buf_free(&u);
+        job_free(j);
+}
+
+/* Writer thread: the commit returned; finish on the exchange's loop. */
+static void writer_done(struct kurz_writer_create *wc)
+{
+        struct create_job *j = (struct create_job *)wc;
+
+        kurz_http_resume(j->d, create_done, j);
+}
+
+/* Reads an optional string member; returns false (after answering 400) when
+ * it is present but not a string. */
+static bool opt_string(struct kurz_service *s, struct kurz_http_exchange *x, json_t *obj,
+                       const char *key, const char **out, size_t *len)
+{
+        json_t *v = json_object_get(obj, key);
+        char msg[96];
+
+        *out = NULL;
+        *len = 0;
+        if (!v || json_is_null(v))
+                return true;
+        if (!json_is_string(v)) {
+                snprintf(msg, sizeof(msg), "%s must be a string", key);
+                bad(s, x, msg);
+                return false;
+        }
+        *out = json_string_value(v);
+        *len = json_string_length(v);
+        return true;
+}
+
+/* Parses and validates baseUrl: an http(s) URL without query or fragment;
+ * a trailing '/' is dropped. Returns a message when invalid. */
+static const char *check_base(struct kurz_str b, struct kurz_url_parts *parts)
+{
+        const char *err = kurz_url_check(b, 1000, parts);
+
+        if (err)
+                return "baseUrl must be an http:// or https:// URL";
+        if (memchr(b.p, '?', b.len) || memchr(b.p, '#', b.len))
+                return "baseUrl must not have a query or fragment";
+        return NULL;
+}
+
+void kurz_api_create(struct kurz_service *s, struct kurz_http_exchange *x)
+{
+        const struct kurz_http_request *req = kurz_http_request(x);
+        const char *url, *base, *alias, *exp_at;
+        size_t url_len, base_len, alias_len, exp_at_len;
+        struct kurz_url_parts up, bp;
+        const char *err;
+        json_error_t jerr;
+        json_t *root = NULL, *exp_in;
+        struct create_job *j = NULL;
+        struct kurz_buf basebuf = {0};
+        int64_t now = kurz_api_now_s(), expires_at;
+        bool explicit_expiry = false;
+        int rc;
+
+        if (!kurz_api_rate_ok(s, x, s->create_limit, KURZ_ROUTE_CREATE))
+                return;
+        if (req->body.len == 0) {
+                bad(s, x, "request body must be a JSON object with originalUrl");
+                return;
+        }
+        root = json_loadb(req->body.p, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root || !json_is_object(root)) {
+                bad(s, x, "request body must be a JSON object with originalUrl");
+                goto out;
+        }
+        if (!opt_string(s, x, root, "originalUrl", &url, &url_len) ||
+            !opt_string(s, x, root, "baseUrl", &base, &base_len) ||
+            !opt_string(s, x, root, "alias", &alias, &alias_len) ||
+            !opt_string(s, x, root, "expiresAt", &exp_at, &exp_at_len))
+                goto out;
+        if (!url) {
+                bad(s, x, "originalUrl is required");
+                goto out;
+        }
+        if (strlen(url) != url_len) {
+                bad(s, x, "originalUrl must not contain NUL characters");
+                goto out;
+        }
+        err = kurz_url_check((struct kurz_str){url, url_len}, KURZ_URL_MAX, &up);
+        if (err) {
+                bad(s, x, err);
+                goto out;
+        }
+        /* Refuse links to kurz itself: they would redirect in a loop. */
+        if (s->has_base_url && kurz_url_same_origin(&up, &s->base_parts)) {
+                bad(s, x, "originalUrl must not point to this URL shortener");
+                goto out;
+        }
+        if (req->host.len) {
+                char tmp[300];
+                int n = snprintf(tmp, sizeof(tmp), "http://%.*s/", (int)req->host.len,
+                                 req->host.p);
+                struct kurz_url_parts hp;
+                if (n > 0 && (size_t)n < sizeof(tmp) &&
+                    !kurz_url_check((struct kurz_str){tmp, (size_t)n}, sizeof(tmp), &hp) &&
+                    kurz_str_ieq(hp.host, up.host) &&
+                    (hp.port == up.port || (hp.port == 80 && up.port == 443))) {
+                        bad(s, x, "originalUrl must not point to this URL shortener");
+                        goto out;
+                }
+        }
+        if (base) {
+                struct kurz_str bs = {base, base_len};
+                if (strlen(base) != base_len || (err = check_base(bs, &bp))) {
+                        bad(s, x, strlen(base) != base_len ? "baseUrl is invalid" : err);
+                        goto out;
+                }
+                if (kurz_url_same_origin(&up, &bp)) {
+                        bad(s, x, "originalUrl must not point to this URL shortener");
+                        goto out;
+                }
+                while (bs.len && bs.p[bs.len - 1] == '/')
+                        bs.len--;
+                kurz_buf_append(&basebuf, bs.p, bs.len);
+        } else {
+                kurz_api_base_url(s, req, &basebuf);
+        }
+        if (alias) {
+                if (strlen(alias) != alias_len || (err = kurz_alias_check(
+                                                       (struct kurz_str){alias, alias_len}))) {
+                        bad(s, x, strlen(alias) != alias_len ? "alias is invalid" : err);
+                        goto out;
+                }
+        }
+        exp_in = json_object_get(root, "expiresIn");
+        if (exp_in && json_is_null(exp_in))
+                exp_in = NULL;
+        if (exp_in && exp_at) {
+                bad(s, x, "give either expiresAt or expiresIn, not both");
+                goto out;
+        }
+        expires_at = s->cfg->default_expiry_ms ? now + (int64_t)(s->cfg->default_expiry_ms / 1000)
+                                               : 0;
+        if (exp_in) {
+                json_int_t secs;
+                if (!json_is_integer(exp_in) || (secs = json_integer_value(exp_in)) <= 0 ||
+                    secs > MAX_EXPIRY_S) {
+                        bad(s, x, "expiresIn must be a positive whole number of seconds "
+                                  "(at most 100 years)");
+                        goto out;
+                }
+                expires_at = now + (int64_t)secs;
+                explicit_expiry = true;
+        } else if (exp_at) {
+                int64_t t;
+                if (kurz_time_parse_rfc3339(exp_at, exp_at_len, &t) < 0) {
+                        bad(s, x, "expiresAt must be an RFC 3339 date-time, e.g. "
+                                  "2030-01-01T00:00:00Z");
+                        goto out;
+                }
+                if (t <= now) {
+                        bad(s, x, "expiresAt must be in the future");
+                        goto out;
+                }
+                if (t - now > MAX_EXPIRY_S) {
+                        bad(s, x, "expiresAt is too far in the future (at most 100 years)");
+                        goto out;
+                }
+                expires_at = t;
+                explicit_expiry = true;
+        }
+
+        j = calloc(1, sizeof(*j));
+        if (!j || !(j->url = strndup(url, url_len)) || kurz_buf_append(&basebuf, "", 1) < 0)
+                goto out_unavailable;
+        j->base = basebuf.p;
+        basebuf = (struct kurz_buf){0};
+        j->s = s;
+        if (alias)
+                memcpy(j->alias, alias, alias_len + 1);
+        j->wc.item.url = j->url;
+        j->wc.item.url_len = url_len;
+        j->wc.item.url_hash = kurz_hash(url, url_len);
+        j->wc.item.alias = alias ? j->alias : NULL;
+        j->wc.item.created_at = now;
+        j->wc.item.expires_at = expires_at;
+        j->wc.item.dedupe = !alias && !explicit_expiry;
+        j->wc.done = writer_done;
+        j->d = kurz_http_defer(x);
+        rc = kurz_writer_create(s->writer, &j->wc);
+        if (rc < 0) {
+                /* Not queued: answer on this thread, as the deferral allows. */
+                j->wc.item.status = KURZ_CREATE_FAILED;
+                j->wc.item.err = -EAGAIN;
+                kurz_http_resume(j->d, create_done, j);
+        }
+        json_decref(root);
+        return;
+
+out_unavailable:
+        if (j)
+                job_free(j);
+        kurz_api_error(s, x, KURZ_ROUTE_CREATE, 503, "SERVICE_UNAVAILABLE", "out of memory",
+                       NULL, NULL, 0);
+out:
+        kurz_buf_free(&basebuf);
+        json_decref(root);
+}

@@ -1,0 +1,482 @@
+/* api/service.c - wires the service together: opens the store, starts the
+ * writer, the code generator, the caches and the HTTP loops, routes each
+ * request to its handler, runs the periodic jobs (click flush, expiry
+ * cleanup, memory reclamation) on the main thread's loop, and stops
+ * gracefully on SIGTERM/SIGINT. */
+#include "api/service.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "api/api_int.h"
+#include "store/sqlite.h"
+#include "util/log.h"
+
+#define CLEANUP_BATCH 1000
+#define CLEANUP_ROUNDS 100 /* per tick: bounded work, the next tick goes on */
+
+/* --- routing --- */
+
+static bool get_or_head(enum kurz_http_method m)
+{
+        return m == KURZ_HTTP_GET || m == KURZ_HTTP_HEAD;
+}
+
+static void route_home(struct kurz_service *s, struct kurz_http_exchange *x)
+{
+        static const char body[] =
+            "{\"service\":\"kurz\",\"description\":\"URL shortener\","
+            "\"create\":\"POST /api/v1/create/shorten {\\\"originalUrl\\\":\\\"https://...\\\"}\"}";
+        struct kurz_buf b = {(char *)body, sizeof(body) - 1, 0, 0};
+
+        kurz_api_json(s, x, KURZ_ROUTE_OTHER, 200, &b, NULL, 0);
+}
+
+static void on_request(void *app, struct kurz_http_exchange *x)
+{
+        struct kurz_service *s = app;
+        const struct kurz_http_request *req = kurz_http_request(x);
+        struct kurz_str p = req->path;
+        enum kurz_http_method m = req->method;
+
+        /* The hot path first: "/{code}" is a single segment of code chars. */
+        if (p.len > 1 && p.p[0] == '/') {
+                struct kurz_str code = {p.p + 1, p.len - 1};
+                if (kurz_code_syntax_ok(code) && !kurz_str_eq_lit(code, "health") &&
+                    !kurz_str_eq_lit(code, "metrics")) {
+                        if (get_or_head(m))
+                                kurz_api_redirect(s, x, code);
+                        else
+                                kurz_api_method_not_allowed(s, x, KURZ_ROUTE_REDIRECT,
+                                                            "GET, HEAD");
+                        return;
+                }
+        }
+        if (kurz_str_eq_lit(p, "/api/v1/create/shorten")) {
+                if (m == KURZ_HTTP_POST)
+                        kurz_api_create(s, x);
+                else
+                        kurz_api_method_not_allowed(s, x, KURZ_ROUTE_CREATE, "POST");
+                return;
+        }
+        if (kurz_str_has_prefix(p, "/api/v1/urls/")) {
+                struct kurz_str code = {p.p + 13, p.len - 13};
+                if (!kurz_code_syntax_ok(code))
+                        goto not_found;
+                if (get_or_head(m))
+                        kurz_api_link_get(s, x, code);
+                else if (m == KURZ_HTTP_DELETE)
+                        kurz_api_delete(s, x, code);
+                else
+                        kurz_api_method_not_allowed(s, x, KURZ_ROUTE_LINK, "GET, HEAD, DELETE");
+                return;
+        }
+        if (kurz_str_eq_lit(p, "/api/v1/urls")) {
+                if (get_or_head(m))
+                        kurz_api_list(s, x);
+                else
+                        kurz_api_method_not_allowed(s, x, KURZ_ROUTE_LIST, "GET, HEAD");
+                return;
+        }
+        if (kurz_str_eq_lit(p, "/health") || kurz_str_eq_lit(p, "/health/create") ||
+            kurz_str_eq_lit(p, "/health/lookup")) {
+                if (get_or_head(m))
+                        kurz_api_health(s, x, p.len > 7);
+                else
+                        kurz_api_method_not_allowed(s, x, KURZ_ROUTE_HEALTH, "GET, HEAD");
+                return;
+        }
+        if (kurz_str_eq_lit(p, "/metrics")) {
+                if (get_or_head(m))
+                        kurz_api_metrics(s, x);
+                else
+                        kurz_api_method_not_allowed(s, x, KURZ_ROUTE_METRICS, "GET, HEAD");
+                return;
+        }
+        if (kurz_str_eq_lit(p, "/")) {
+                if (get_or_head(m))
+                        route_home(s, x);
+                else
+                        kurz_api_method_not_allowed(s, x, KURZ_ROUTE_OTHER, "GET, HEAD");
+                return;
+        }
+not_found:
+        kurz_api_error(s, x, KURZ_ROUTE_OTHER, 404, "NOT_FOUND", "no such resource", NULL, NULL,
+                       0);
+}
+
+static void on_event(void *app, unsigned thread, int status)
+{
+        struct kurz_service *s = app;
+
+        if (status == 503)
+                kurz_metrics_add(s->metrics, thread, KURZ_C_CONN_REFUSED, 1);
+        else
+                kurz_metrics_add(s->metrics, thread, KURZ_C_HTTP_ERROR_CLOSE, 1);
+}
+
+/* --- click flush --- */
+
+struct flush_job {
+        struct kurz_service *s;
+        unsigned thread;
+        struct kurz_click *clicks;
+        int n;
+};
+
+static int flush_fn(struct kurz_store *st, void *arg)
+{
+        struct flush_job *j = arg;
+
+        return st->ops->add_clicks(st, j->clicks, (size_t)j->n);
+}
+
+static void flush_done(void *arg, int rc)
+{
+        struct flush_job *j = arg;
+
+        if (rc < 0) {
+                kurz_warn("click flush of %d aggregates failed: %d", j->n, rc);
+                kurz_metrics_add(j->s->metrics, KURZ_METRICS_SHARED, KURZ_C_STORE_ERROR, 1);
+        } else {
+                kurz_metrics_add(j->s->metrics, KURZ_METRICS_SHARED, KURZ_C_CLICK_FLUSHES, 1);
+                atomic_store(&j->s->last_flush_s, kurz_api_now_s());
+        }
+        atomic_fetch_sub(&j->s->inflight_flushes, 1);
+        free(j->clicks);
+        free(j);
+}
+
+/* Takes thread t's counts and queues them for the writer. Runs on loop t (or
+ * after the loops stopped). */
+static void flush_thread(struct kurz_service *s, unsigned t)
+{
+        struct flush_job *j = calloc(1, sizeof(*j));
+
+        if (!j)
+                return;
+        j->s = s;
+        j->thread = t;
+        j->n = kurz_clicks_take(s->clicks, t, &j->clicks);
+        if (j->n <= 0) {
+                if (j->n == 0)
+                        atomic_store(&s->last_flush_s, kurz_api_now_s());
+                free(j->clicks);
+                free(j);
+                return;
+        }
+        atomic_fetch_add(&s->inflight_flushes, 1);
+        if (kurz_writer_job(s->writer, flush_fn, flush_done, j) < 0) {
+                kurz_warn("click flush dropped %d aggregates: writer stopped", j->n);
+                atomic_fetch_sub(&s->inflight_flushes, 1);
+                free(j->clicks);
+                free(j);
+        }
+}
+
+struct post_arg {
+        struct kurz_service *s;
+        unsigned thread;
+};
+
+static void flush_on_loop(void *arg)
+{
+        struct post_arg *a = arg;
+
+        flush_thread(a->s, a->thread);
+        free(a);
+}
+
+static void flush_tick(uv_timer_t *t)
+{
+        struct kurz_service *s = t->data;
+
+        for (unsigned i = 0; i < kurz_http_server_threads(s->http); i++) {
+                struct post_arg *a = malloc(sizeof(*a));
+                if (!a)
+                        continue;
+                a->s = s;
+                a->thread = i;
+                if (kurz_http_server_post(s->http, i, flush_on_loop, a) < 0)
+                        free(a);
+        }
+}
+
+/* --- expiry cleanup --- */
+
+static int cleanup_fn(struct kurz_store *st, void *arg)
+{
+        struct kurz_service *s = arg;
+        int64_t now = kurz_api_now_s();
+        int64_t unused = s->cfg->purge_unused_days
+                             ? now - (int64_t)s->cfg->purge_unused_days * 86400
+                             : 0;
+        int total = 0;
+
+        for (int round = 0; round < CLEANUP_ROUNDS; round++) {
+                char(*codes)[KURZ_CODE_MAX + 1] = NULL;
+                int n = st->ops->cleanup(st, now, unused, CLEANUP_BATCH, &codes);
+                if (n < 0) {
+                        free(codes);
+                        return n;
+                }
+                for (int i = 0; i < n; i++)
+                        kurz_l1_invalidate(s->l1, kurz_str_c(codes[i]));
+                free(codes);
+                total += n;
+                if (n < CLEANUP_BATCH)
+                        break;
+        }
+        return total;
+}
+
+static void cleanup_done(void *arg, int rc)
+{
+        struct kurz_service *s = arg;
+
+        if (rc < 0) {
+                kurz_warn("expiry cleanup failed: %d", rc);
+                kurz_metrics_add(s->metrics, KURZ_METRICS_SHARED, KURZ_C_STORE_ERROR, 1);
+        } else if (rc > 0) {
+                kurz_info("expiry cleanup deleted %d links", rc);
+                kurz_metrics_add(s->metrics, KURZ_METRICS_SHARED, KURZ_C_CLEANUP_DELETED,
+                                 (uint64_t)rc);
+        }
+}
+
+static void cleanup_tick(uv_timer_t *t)
+{
+        struct kurz_service *s = t->data;
+
+        kurz_writer_job(s->writer, cleanup_fn, cleanup_done, s);
+}
+
+static void reclaim_tick(uv_timer_t *t)
+{
+        struct kurz_service *s = t->data;
+
+        kurz_qsbr_reclaim(s->qsbr);
+}
+
+/* --- lifecycle --- */
+
+struct main_loop {
+        uv_loop_t loop;
+        uv_signal_t sigterm, sigint;
+        uv_timer_t flush, cleanup, reclaim;
+        int signum;
+};
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+        struct main_loop *ml = h->data;
+
+        ml->signum = signum;
+        uv_stop(&ml->loop);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+        (void)arg;
+        if (!uv_is_closing(h))
+                uv_close(h, NULL);
+}
+
+static int parse_base_url(struct kurz_service *s)
+{
+        const char *b = s->cfg->base_url;
+        size_t len = strlen(b);
+
+        if (len == 0)
+                return 0;
+        while (len && b[len - 1] == '/')
+                len--;
+        if (len >= sizeof(s->base_url))
+                return -EINVAL;
+        memcpy(s->base_url, b, len);
+        s->base_url[len] = '\0';
+        if (kurz_url_check(kurz_str_c(s->base_url), 1000, &s->base_parts) != NULL ||
+            strchr(s->base_url, '?') || strchr(s->base_url, '#'))
+                return -EINVAL;
+        s->has_base_url = true;
+        return 0;
+}
+
+static void service_free(struct kurz_service *s)
+{
+        kurz_http_server_free(s->http);
+        if (s->writer)
+                kurz_writer_stop(s->writer);
+        kurz_codegen_free(s->codegen);
+        if (s->store)
+                s->store->ops->close(s->store);
+        kurz_l1_free(s->l1);
+        kurz_qsbr_free(s->qsbr);
+        kurz_ratelimit_free(s->create_limit);
+        kurz_ratelimit_free(s->read_limit);
+        kurz_proxies_free(s->proxies);
+        kurz_clicks_free(s->clicks);
+        kurz_metrics_free(s->metrics);
+}
+
+static int service_open(struct kurz_service *s, const struct kurz_config *cfg)
+{
+        struct kurz_sqlite_config sc = {cfg->data_dir, cfg->store_threads + 2, 5000, false};
+        struct kurz_codegen_config gc = {0};
+        struct kurz_writer_config wc = {0};
+        struct kurz_l1_config lc = {0};
+        struct kurz_http_config hc;
+        int rc;
+
+        s->cfg = cfg;
+        if (parse_base_url(s) < 0) {
+                kurz_error("--base-url must be an http:// or https:// URL without query: %s",
+                           cfg->base_url);
+                return -EINVAL;
+        }
+        if (kurz_proxies_parse(cfg->trusted_proxies, &s->proxies) < 0) {
+                kurz_error("--trusted-proxies is not a list of addresses or CIDRs: %s",
+                           cfg->trusted_proxies);
+                return -EINVAL;
+        }
+        rc = kurz_sqlite_open(&sc, &s->store);
+        if (rc < 0) {
+                kurz_error("cannot open the store in %s: %s", cfg->data_dir,
+                           rc == -EBUSY ? "in use by another kurz process" : strerror(-rc));
+                return rc;
+        }
+        gc.kind = strcmp(cfg->codes, "snowflake") == 0 ? KURZ_CODES_SNOWFLAKE : KURZ_CODES_COMPACT;
+        gc.store = s->store;
+        gc.block = 1000;
+        gc.snowflake.epoch_ms = cfg->snowflake_epoch_ms;
+        gc.snowflake.worker_id = cfg->worker_id;
+        gc.snowflake.max_wait_ms = 1000;
+        rc = kurz_codegen_new(&gc, &s->codegen);
+        if (rc < 0) {
+                kurz_error("cannot start the code generator: %d", rc);
+                return rc;
+        }
+        wc.max_batch = 1024;
+        wc.max_queue = 65536;
+        wc.gen = kurz_codegen_next;
+        wc.gen_arg = s->codegen;
+        rc = kurz_writer_start(s->store, &wc, &s->writer);
+        if (rc < 0)
+                return rc;
+        s->qsbr = kurz_qsbr_new(cfg->threads);
+        if (!s->qsbr)
+                return -ENOMEM;
+        lc.max_entries = cfg->l1_size;
+        lc.ttl_ms = (unsigned)(cfg->l1_ttl_ms > 0xffffffffu ? 0xffffffffu : cfg->l1_ttl_ms);
+        lc.negative_ttl_ms = (unsigned)(cfg->l1_negative_ttl_ms > 0xffffffffu
+                                            ? 0xffffffffu
+                                            : cfg->l1_negative_ttl_ms);
+        lc.qsbr = s->qsbr;
+        s->l1 = kurz_l1_new(&lc);
+        s->clicks = kurz_clicks_new(cfg->threads, 4096);
+        s->metrics = kurz_metrics_new(cfg->threads);
+        if (!s->l1 || !s->clicks || !s->metrics)
+                return -ENOMEM;
+        if (cfg->create_rate_limit &&
+            !(s->create_limit = kurz_ratelimit_new(cfg->create_rate_limit, 60000, 100000)))
+                return -ENOMEM;
+        if (cfg->read_rate_limit &&
+            !(s->read_limit = kurz_ratelimit_new(cfg->read_rate_limit, 60000, 100000)))
+                return -ENOMEM;
+
+        kurz_http_config_defaults(&hc);
+        hc.host = cfg->listen_host;
+        hc.port = cfg->listen_port;
+        hc.threads = cfg->threads;
+        hc.max_connections = cfg->max_connections;
+        hc.max_request_line = cfg->max_request_line;
+        hc.max_header_bytes = cfg->max_header_bytes;
+        hc.max_headers = cfg->max_headers;
+        hc.max_body = cfg->max_body;
+        hc.header_timeout_ms = (unsigned)cfg->header_timeout_ms;
+        hc.idle_timeout_ms = (unsigned)cfg->idle_timeout_ms;
+        hc.on_request = on_request;
+        hc.on_event = on_event;
+        hc.app = s;
+        hc.qsbr = s->qsbr;
+        rc = kurz_http_server_new(&hc, &s->http);
+        if (rc < 0) {
+                kurz_error("cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port,
+                           strerror(-rc));
+                return rc;
+        }
+        return 0;
+}
+
+static void final_flush(struct kurz_service *s)
+{
+        for (unsigned i = 0; i < kurz_http_server_threads(s->http); i++)
+                flush_thread(s, i);
+}
+
+int kurz_service_run(const struct kurz_config *cfg)
+{
+        struct kurz_service s = {0};
+        struct main_loop ml = {0};
+        enum kurz_log_level lvl;
+        char nbuf[16];
+        int rc;
+
+        if (kurz_log_parse_level(cfg->log_level, &lvl) == 0)
+                kurz_log_set_level(lvl);
+        signal(SIGPIPE, SIG_IGN);
+        /* libuv reads the pool size once, at first use. */
+        snprintf(nbuf, sizeof(nbuf), "%u", cfg->store_threads);
+        setenv("UV_THREADPOOL_SIZE", nbuf, 0);
+
+        rc = service_open(&s, cfg);
+        if (rc < 0)
+                goto out_free;
+        uv_loop_init(&ml.loop);
+        uv_signal_init(&ml.loop, &ml.sigterm);
+        uv_signal_init(&ml.loop, &ml.sigint);
+        ml.sigterm.data = ml.sigint.data = &ml;
+        uv_signal_start(&ml.sigterm, on_signal, SIGTERM);
+        uv_signal_start(&ml.sigint, on_signal, SIGINT);
+        rc = kurz_http_server_start(s.http);
+        if (rc < 0) {
+                kurz_error("cannot start the HTTP loops: %s", strerror(-rc));
+                goto out_loop;
+        }
+        uv_timer_init(&ml.loop, &ml.flush);
+        uv_timer_init(&ml.loop, &ml.cleanup);
+        uv_timer_init(&ml.loop, &ml.reclaim);
+        ml.flush.data = ml.cleanup.data = ml.reclaim.data = &s;
+        uv_timer_start(&ml.flush, flush_tick, cfg->click_flush_ms, cfg->click_flush_ms);
+        if (cfg->cleanup_interval_ms)
+                uv_timer_start(&ml.cleanup, cleanup_tick, 1000, cfg->cleanup_interval_ms);
+        uv_timer_start(&ml.reclaim, reclaim_tick, 1000, 1000);
+        atomic_store(&s.last_flush_s, kurz_api_now_s());
+
+        printf("kurz: listening on http://%s%s%s:%u (%u threads, store %s in %s)\n",
+               strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
+               strchr(cfg->listen_host, ':') ? "]" : "", kurz_http_server_port(s.http),
+               cfg->threads, s.store->name, cfg->data_dir);
+        fflush(stdout);
+
+        uv_run(&ml.loop, UV_RUN_DEFAULT);
+
+        kurz_info("signal %d: stopping (grace %llu ms)", ml.signum,
+                  (unsigned long long)cfg->shutdown_grace_ms);
+        kurz_http_server_stop(s.http, (unsigned)cfg->shutdown_grace_ms);
+        final_flush(&s);
+        rc = 0;
+out_loop:
+        uv_walk(&ml.loop, close_walk, NULL);
+        uv_run(&ml.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&ml.loop);
+out_free:
+        service_free(&s); /* stops the writer: drains queued flushes first */
+        if (rc == 0)
+                kurz_info("stopped cleanly");
+        return rc < 0 ? 1 : 0;
+}

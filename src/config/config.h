@@ -1,0 +1,54 @@
+/* config/config.h - every option of `kurz serve`, each a command-line flag and
+ * an environment variable (flag wins), described once in a table that also
+ * produces --help. Immutable after parsing; safe to read from any thread. */
+#ifndef KURZ_CONFIG_CONFIG_H
+#define KURZ_CONFIG_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct kurz_config {
+        char listen_host[256];
+        unsigned listen_port;
+        char data_dir[1024];
+        unsigned threads;
+        char base_url[1024];   /* empty: from the Host header */
+        char codes[16];        /* "compact" or "snowflake" */
+        unsigned worker_id;
+        uint64_t snowflake_epoch_ms;
+        unsigned create_rate_limit; /* per minute per client, 0 = off */
+        unsigned read_rate_limit;   /* per minute per client, 0 = off */
+        char trusted_proxies[1024];
+        size_t l1_size;
+        uint64_t l1_ttl_ms;
+        uint64_t l1_negative_ttl_ms;
+        uint64_t default_expiry_ms;  /* 0 = never */
+        uint64_t redirect_max_age_ms;
+        uint64_t click_flush_ms;
+        uint64_t cleanup_interval_ms;
+        unsigned purge_unused_days;
+        size_t max_connections;
+        size_t max_body;
+        size_t max_header_bytes;
+        size_t max_headers;
+        size_t max_request_line;
+        uint64_t header_timeout_ms;
+        uint64_t idle_timeout_ms;
+        uint64_t shutdown_grace_ms;
+        unsigned store_threads;      /* blocking-work pool size */
+        char log_level[16];
+};
+
+/* Fills every field with its documented default. */
+void kurz_config_defaults(struct kurz_config *c);
+/* Applies KURZ_* environment variables, then argv flags (argv[0] is the
+ * subcommand name). Returns 0; 1 when --help was printed; -EINVAL after
+ * printing a message naming the bad option to err. */
+int kurz_config_parse(struct kurz_config *c, int argc, char **argv, FILE *err);
+/* Prints the serve options with their variables and defaults. */
+void kurz_config_usage(FILE *out);
+/* Parses a duration "250ms", "5s", "2m", "1h", "365d" or a plain number of
+ * seconds into milliseconds. Returns 0 or -EINVAL. */
+int kurz_config_parse_duration(const char *s, uint64_t *ms);
+#endif

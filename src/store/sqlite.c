@@ -1,0 +1,1339 @@
+/* store/sqlite.c - the embedded store: one SQLite file in WAL mode with
+ * synchronous=FULL. The writer thread owns the one write connection (creates
+ * are group-committed there); reads come from a small pool of query_only
+ * connections. A flock on data_dir/kurz.lock keeps other servers out. */
+#include "store/sqlite.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+#define DEFAULT_READERS 8
+#define DEFAULT_BUSY_MS 5000
+#define GEN_RETRIES 8           /* generated codes tried per item before giving up */
+#define LIST_MAX 1000           /* rows one list call returns at most */
+#define LEASE_MAX (1ULL << 40)  /* counter values one lease may reserve */
+#define CLEANUP_MAX (1u << 20)  /* links one cleanup call deletes at most */
+#define KEY_NAME "permutation_key"
+
+/* Every statement a connection may run, prepared once when it opens. Write
+ * statements are prepared on readers too (harmless: query_only makes them
+ * fail), which keeps one table for both kinds. */
+enum stmt_id {
+        ST_BEGIN_IMMEDIATE,
+        ST_BEGIN,
+        ST_COMMIT,
+        ST_ROLLBACK,
+        ST_INSERT,
+        ST_DEDUPE,
+        ST_DELETE,
+        ST_DELETE_DAILY,
+        ST_CLICK,
+        ST_CLICK_DAILY,
+        ST_EXPIRED,
+        ST_UNUSED,
+        ST_LEASE,
+        ST_KEY_ADD,
+        ST_LOOKUP,
+        ST_KEY_CHECK,
+        ST_LIST,
+        ST_COUNT_TOTAL,
+        ST_COUNT_EXPIRED,
+        ST_PING,
+        ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+        [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+        [ST_BEGIN] = "BEGIN",
+        [ST_COMMIT] = "COMMIT",
+        [ST_ROLLBACK] = "ROLLBACK",
+        [ST_INSERT] = "INSERT INTO links(code, url, url_hash, created_at, expires_at, is_alias,"
+                      " dedupe) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        /* url = ?2 compares bytes (BINARY collation): a url_hash collision
+         * never merges two different URLs. */
+        [ST_DEDUPE] = "SELECT code, created_at, expires_at FROM links WHERE url_hash = ?1 AND"
+                      " url = ?2 AND dedupe = 1 AND is_alias = 0 AND (expires_at = 0 OR"
+                      " expires_at > ?3) LIMIT 1",
+        [ST_DELETE] = "DELETE FROM links WHERE code = ?1",
+        [ST_DELETE_DAILY] = "DELETE FROM clicks_daily WHERE code = ?1",
+        [ST_CLICK] = "UPDATE links SET clicks = clicks + ?2, last_access = max(last_access, ?3)"
+                     " WHERE code = ?1",
+        [ST_CLICK_DAILY] = "INSERT INTO clicks_daily(code, day, clicks) VALUES(?1, ?2, ?3)"
+                           " ON CONFLICT(code, day) DO UPDATE SET"
+                           " clicks = clicks + excluded.clicks",
+        [ST_EXPIRED] = "SELECT code FROM links WHERE expires_at > 0 AND expires_at <= ?1"
+                       " LIMIT ?2",
+        [ST_UNUSED] = "SELECT code FROM links WHERE created_at < ?1 AND last_access < ?1"
+                      " LIMIT ?2",
+        /* The first lease inserts the row (next = n) and returns 0. */
+        [ST_LEASE] = "INSERT INTO counters(name, next) VALUES('codes', ?1) ON CONFLICT(name)"
+                     " DO UPDATE SET next = next + ?1 RETURNING next - ?1",
+        [ST_KEY_ADD] = "INSERT INTO api_keys(hash, name, created_at) VALUES(?1, ?2, ?3)"
+                       " ON CONFLICT(hash) DO UPDATE SET name = excluded.name",
+        [ST_LOOKUP] = "SELECT url, created_at, expires_at, clicks, last_access FROM links"
+                      " WHERE code = ?1",
+        [ST_KEY_CHECK] = "SELECT 1 FROM api_keys WHERE hash = ?1",
+        [ST_LIST] = "SELECT code, url, created_at, expires_at, clicks, last_access FROM links"
+                    " WHERE code > ?1 ORDER BY code LIMIT ?2",
+        [ST_COUNT_TOTAL] = "SELECT count(*) FROM links",
+        [ST_COUNT_EXPIRED] = "SELECT count(*) FROM links WHERE expires_at > 0 AND"
+                             " expires_at <= ?1",
+        [ST_PING] = "SELECT 1",
+};
+
+/* Migrations: migrations[i] takes the schema from version i to i + 1. Each
+ * runs in its own transaction together with the bump of schema_version.
+ * Append only; never edit a released step. */
+static const char *const migrations[] = {
+        /* 1: the initial schema. links is WITHOUT ROWID so a lookup by code
+         * is one b-tree search. dedupe marks links created with the default
+         * expiry policy, the only ones a later create may be merged with. */
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;"
+        "CREATE TABLE counters(name TEXT PRIMARY KEY, next INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE links("
+        " code TEXT PRIMARY KEY,"
+        " url TEXT NOT NULL,"
+        " url_hash INTEGER NOT NULL,"
+        " created_at INTEGER NOT NULL,"
+        " expires_at INTEGER NOT NULL DEFAULT 0,"
+        " clicks INTEGER NOT NULL DEFAULT 0,"
+        " last_access INTEGER NOT NULL DEFAULT 0,"
+        " is_alias INTEGER NOT NULL DEFAULT 0,"
+        " dedupe INTEGER NOT NULL DEFAULT 0"
+        ") WITHOUT ROWID;"
+        "CREATE INDEX links_url_hash ON links(url_hash);"
+        "CREATE INDEX links_expires_at ON links(expires_at) WHERE expires_at > 0;"
+        "CREATE TABLE clicks_daily("
+        " code TEXT NOT NULL,"
+        " day INTEGER NOT NULL,"
+        " clicks INTEGER NOT NULL DEFAULT 0,"
+        " PRIMARY KEY(code, day)"
+        ") WITHOUT ROWID;"
+        "CREATE TABLE api_keys(hash TEXT PRIMARY KEY, name TEXT, created_at INTEGER)"
+        " WITHOUT ROWID;",
+};
+
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KURZ_SCHEMA_VERSION,
+               "one migration step per schema version");
+
+/* A connection and its prepared statements. Used by one thread at a time
+ * (the connections are opened with SQLITE_OPEN_NOMUTEX). */
+struct conn {
+        sqlite3 *db;
+        sqlite3_stmt *st[ST_COUNT];
+        struct conn *next_free; /* reader free list, under kurz_sqlite.mu */
+        struct conn *next_all;  /* every reader, under kurz_sqlite.mu */
+};
+
+struct kurz_sqlite {
+        struct kurz_store store; /* first: a kurz_store * is a kurz_sqlite * */
+        char *dir;
+        char *db_path;
+        int lock_fd;
+        unsigned busy_ms;
+        struct conn *w; /* the write connection: writer thread only */
+        uint8_t key[16];
+
+        pthread_mutex_t mu; /* guards the reader pool below */
+        pthread_cond_t cv;  /* signalled when a reader is returned */
+        struct conn *free_readers;
+        struct conn *all_readers;
+        unsigned n_readers;
+        unsigned max_readers;
+};
+
+static struct kurz_sqlite *to_sqlite(struct kurz_store *s)
+{
+        return (struct kurz_sqlite *)s;
+}
+
+/* Maps an SQLite result code to a kurz error. Failures of the storage itself
+ * (disk full, I/O error, lock timeout, corruption) become KURZ_E_UNAVAILABLE,
+ * which the API answers with 503. */
+static int map_rc(int rc)
+{
+        switch (rc & 0xff) {
+        case SQLITE_OK:
+        case SQLITE_ROW:
+        case SQLITE_DONE:
+                return 0;
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        case SQLITE_CONSTRAINT:
+                return -EEXIST;
+        case SQLITE_TOOBIG:
+                return -E2BIG;
+        case SQLITE_RANGE:
+        case SQLITE_MISMATCH:
+        case SQLITE_MISUSE:
+                return -EINVAL;
+        default: /* FULL, IOERR, BUSY, LOCKED, CORRUPT, CANTOPEN, READONLY... */
+                return KURZ_E_UNAVAILABLE;
+        }
+}
+
+/* Logs the connection's last error and returns it mapped. */
+static int db_err(sqlite3 *db, int rc, const char *what)
+{
+        kurz_error("sqlite: %s: %s (%d)", what, sqlite3_errmsg(db), rc);
+        return map_rc(rc);
+}
+
+/* Errors that concern one statement only: the transaction stays usable. */
+static bool rc_is_local(int rc)
+{
+        switch (rc & 0xff) {
+        case SQLITE_CONSTRAINT:
+        case SQLITE_TOOBIG:
+        case SQLITE_RANGE:
+        case SQLITE_MISMATCH:
+                return true;
+        default:
+                return false;
+        }
+}
+
+/* Runs a statement that returns no rows (or whose rows are ignored) to the
+ * end and resets it. Returns SQLITE_OK or the SQLite error; the error message
+ * stays available through sqlite3_errmsg(). */
+static int run(struct conn *c, enum stmt_id id)
+{
+        sqlite3_stmt *st = c->st[id];
+        int rc;
+
+        do
+                rc = sqlite3_step(st);
+        while (rc == SQLITE_ROW);
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Ends a failed write transaction; harmless when SQLite already rolled it
+ * back on its own (I/O error, disk full). */
+static void rollback(struct conn *c)
+{
+        if (!sqlite3_get_autocommit(c->db))
+                run(c, ST_ROLLBACK);
+}
+
+/* Reads a single integer result; the statement must be bound already. */
+static int query_int64(struct conn *c, enum stmt_id id, int64_t *out, const char *what)
+{
+        sqlite3_stmt *st = c->st[id];
+        int rc;
+
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                *out = sqlite3_column_int64(st, 0);
+                rc = SQLITE_OK;
+        }
+        sqlite3_reset(st);
+        return rc == SQLITE_OK ? 0 : db_err(c->db, rc, what);
+}
+
+/* Creates dir and its missing parents (mode 0700). */
+static int make_dir(const char *dir)
+{
+        char path[PATH_MAX];
+        size_t len = strlen(dir);
+        struct stat sb;
+
+        if (len == 0 || len >= sizeof(path))
+                return -ENAMETOOLONG;
+        memcpy(path, dir, len + 1);
+        for (size_t i = 1; i <= len; i++) {
+                if (path[i] != '/' && path[i] != '\0')
+                        continue;
+                path[i] = '\0';
+                if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+                        int err = -errno;
+
+                        kurz_error("sqlite: cannot create %s: %s", path, strerror(errno));
+                        return err;
+                }
+                if (i < len)
+                        path[i] = '/';
+        }
+        if (stat(dir, &sb) < 0)
+                return -errno;
+        if (!S_ISDIR(sb.st_mode)) {
+                kurz_error("sqlite: data dir %s is not a directory", dir);
+                return -ENOTDIR;
+        }
+        return 0;
+}
+
+/* Takes the exclusive flock on dir/kurz.lock; *fd keeps it. */
+static int lock_dir(const char *dir, int *fd)
+{
+        char path[PATH_MAX];
+        int lfd, err;
+
+        if (snprintf(path, sizeof(path), "%s/kurz.lock", dir) >= (int)sizeof(path))
+                return -ENAMETOOLONG;
+        lfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (lfd < 0) {
+                err = -errno;
+                kurz_error("sqlite: cannot open %s: %s", path, strerror(errno));
+                return err;
+        }
+        if (flock(lfd, LOCK_EX | LOCK_NB) < 0) {
+                err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+                if (err == -EBUSY)
+                        kurz_error("data dir %s is in use by another kurz process", dir);
+                else
+                        kurz_error("sqlite: cannot lock %s: %s", path, strerror(errno));
+                close(lfd);
+                return err;
+        }
+        *fd = lfd;
+        return 0;
+}
+
+/* Reads the single text result of a PRAGMA into out. */
+static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t cap)
+{
+        sqlite3_stmt *st;
+        int rc;
+
+        out[0] = '\0';
+        rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return db_err(db, rc, sql);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                const unsigned char *t = sqlite3_column_text(st, 0);
+
+                snprintf(out, cap, "%s", t ? (const char *)t : "");
+                rc = SQLITE_OK;
+        }
+        if (rc != SQLITE_OK)
+                rc = db_err(db, rc, sql);
+        sqlite3_finalize(st);
+        return rc;
+}
+
+/* Opens one connection to path with the pragmas every connection needs.
+ * Readers are query_only; the writer switches the file to WAL. */
+static int db_open(const char *path, unsigned busy_ms, bool reader, sqlite3 **out)
+{
+        int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+        char mode[16];
+        sqlite3 *db = NULL;
+        int rc;
+
+        *out = NULL;
+        if (!reader)
+                flags |= SQLITE_OPEN_CREATE;
+        rc = sqlite3_open_v2(path, &db, flags, NULL);
+        if (rc != SQLITE_OK) {
+                kurz_error("sqlite: cannot open %s: %s", path,
+                           db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+                rc = map_rc(rc);
+                goto out_close_db;
+        }
+        sqlite3_extended_result_codes(db, 1);
+        sqlite3_busy_timeout(db, (int)busy_ms);
+        rc = sqlite3_exec(db,
+                          reader ? "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;"
+                                   " PRAGMA query_only=1;"
+                                 : "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;"
+                                   " PRAGMA journal_size_limit=67108864;",
+                          NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+                rc = db_err(db, rc, "pragmas");
+                goto out_close_db;
+        }
+        if (!reader) {
+                rc = pragma_text(db, "PRAGMA journal_mode=WAL", mode, sizeof(mode));
+                if (rc < 0)
+                        goto out_close_db;
+                if (strcmp(mode, "wal") != 0) {
+                        kurz_error("sqlite: %s: cannot switch to WAL mode (got %s)", path,
+                                   mode);
+                        rc = KURZ_E_UNAVAILABLE;
+                        goto out_close_db;
+                }
+        }
+        *out = db;
+        return 0;
+
+out_close_db:
+        sqlite3_close(db);
+        return rc;
+}
+
+static int exec_sql(sqlite3 *db, const char *sql, const char *what)
+{
+        int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+
+        return rc == SQLITE_OK ? 0 : db_err(db, rc, what);
+}
+
+/* Reads the schema version inside the open transaction (0 for a new file). */
+static int read_version(sqlite3 *db, int *version)
+{
+        sqlite3_stmt *st;
+        int rc;
+
+        rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_version", -1,
+                                &st, NULL);
+        if (rc != SQLITE_OK)
+                return db_err(db, rc, "read schema version");
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                *version = sqlite3_column_int(st, 0);
+                rc = SQLITE_OK;
+        } else {
+                rc = db_err(db, rc, "read schema version");
+        }
+        sqlite3_finalize(st);
+        return rc;
+}
+
+/* Applies the missing migrations, one transaction each, and stores the
+ * resulting version in *version. Safe against a concurrent migrator: each
+ * step re-reads the version under the write lock (BEGIN IMMEDIATE). */
+static int migrate_db(sqlite3 *db, const char *path, int *version)
+{
+        char bump[96];
+        int cur, rc;
+
+        for (;;) {
+                rc = exec_sql(db, "BEGIN IMMEDIATE", "begin migration");
+                if (rc < 0)
+                        return rc;
+                rc = exec_sql(db,
+                              "CREATE TABLE IF NOT EXISTS schema_version("
+                              "version INTEGER NOT NULL)",
+                              "create schema_version");
+                if (rc < 0)
+                        goto out_rollback;
+                rc = read_version(db, &cur);
+                if (rc < 0)
+                        goto out_rollback;
+                if (cur > KURZ_SCHEMA_VERSION) {
+                        kurz_error("sqlite: %s has schema version %d, newer than version %d "
+                                   "of this kurz build; upgrade kurz",
+                                   path, cur, KURZ_SCHEMA_VERSION);
+                        rc = -EPROTO;
+                        goto out_rollback;
+                }
+                if (cur == KURZ_SCHEMA_VERSION) {
+                        rc = exec_sql(db, "COMMIT", "commit migration");
+                        if (rc < 0)
+                                goto out_rollback;
+                        *version = cur;
+                        return 0;
+                }
+                rc = exec_sql(db, migrations[cur], "migration");
+                if (rc < 0)
+                        goto out_rollback;
+                snprintf(bump, sizeof(bump),
+                         "DELETE FROM schema_version; INSERT INTO schema_version VALUES(%d)",
+                         cur + 1);
+                rc = exec_sql(db, bump, "bump schema version");
+                if (rc < 0)
+                        goto out_rollback;
+                rc = exec_sql(db, "COMMIT", "commit migration");
+                if (rc < 0)
+                        goto out_rollback;
+                kurz_info("sqlite: %s migrated to schema version %d", path, cur + 1);
+        }
+
+out_rollback:
+        if (!sqlite3_get_autocommit(db))
+                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return rc;
+}
+
+static void conn_close(struct conn *c)
+{
+        if (!c)
+                return;
+        for (int i = 0; i < ST_COUNT; i++)
+                sqlite3_finalize(c->st[i]);
+        if (sqlite3_close(c->db) != SQLITE_OK)
+                kurz_error("sqlite: close: %s", sqlite3_errmsg(c->db));
+        free(c);
+}
+
+/* Wraps an open database in a conn and prepares every statement on it. On
+ * failure db is closed. */
+static int conn_prepare(sqlite3 *db, struct conn **out)
+{
+        struct conn *c;
+        int rc;
+
+        *out = NULL;
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+                sqlite3_close(db);
+                return -ENOMEM;
+        }
+        c->db = db;
+        for (int i = 0; i < ST_COUNT; i++) {
+                rc = sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                        &c->st[i], NULL);
+                if (rc != SQLITE_OK) {
+                        rc = db_err(db, rc, stmt_sql[i]);
+                        conn_close(c);
+                        return rc;
+                }
+        }
+        *out = c;
+        return 0;
+}
+
+/* Loads the permutation key, creating it on the first open of the file. The
+ * INSERT OR IGNORE and re-read make a concurrent creator harmless. */
+static int load_key(sqlite3 *db, uint8_t key[16])
+{
+        static const char sel[] = "SELECT value FROM meta WHERE key = '" KEY_NAME "'";
+        static const char ins[] = "INSERT OR IGNORE INTO meta(key, value) VALUES('" KEY_NAME
+                                  "', ?1)";
+        uint8_t fresh[16];
+        sqlite3_stmt *st;
+        int rc, len = -1;
+
+        for (int attempt = 0; attempt < 2; attempt++) {
+                rc = sqlite3_prepare_v2(db, sel, -1, &st, NULL);
+                if (rc != SQLITE_OK)
+                        return db_err(db, rc, "read permutation key");
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW) {
+                        len = sqlite3_column_bytes(st, 0);
+                        if (len == 16)
+                                memcpy(key, sqlite3_column_blob(st, 0), 16);
+                        rc = SQLITE_OK;
+                } else if (rc == SQLITE_DONE) {
+                        rc = SQLITE_OK;
+                }
+                if (rc != SQLITE_OK)
+                        rc = db_err(db, rc, "read permutation key");
+                sqlite3_finalize(st);
+                if (rc < 0)
+                        return rc;
+                if (len == 16)
+                        return 0;
+                if (len >= 0) {
+                        kurz_error("sqlite: the stored permutation key has %d bytes, not 16",
+                                   len);
+                        return -EINVAL;
+                }
+                if (getrandom(fresh, sizeof(fresh), 0) != (ssize_t)sizeof(fresh)) {
+                        kurz_error("sqlite: getrandom: %s", strerror(errno));
+                        return -EIO;
+                }
+                rc = sqlite3_prepare_v2(db, ins, -1, &st, NULL);
+                if (rc != SQLITE_OK)
+                        return db_err(db, rc, "store permutation key");
+                sqlite3_bind_blob(st, 1, fresh, sizeof(fresh), SQLITE_STATIC);
+                rc = sqlite3_step(st);
+                rc = rc == SQLITE_DONE ? 0 : db_err(db, rc, "store permutation key");
+                sqlite3_finalize(st);
+                if (rc < 0)
+                        return rc;
+        }
+        return -EIO;
+}
+
+/* Takes a free reader, opening one while fewer than max_readers exist, else
+ * waits for one to be returned. */
+static int reader_get(struct kurz_sqlite *s, struct conn **out)
+{
+        struct conn *c;
+        int rc;
+
+        pthread_mutex_lock(&s->mu);
+        while (!s->free_readers) {
+                if (s->n_readers < s->max_readers) {
+                        s->n_readers++;
+                        pthread_mutex_unlock(&s->mu);
+                        sqlite3 *db;
+
+                        rc = db_open(s->db_path, s->busy_ms, true, &db);
+                        if (rc == 0)
+                                rc = conn_prepare(db, &c);
+                        pthread_mutex_lock(&s->mu);
+                        if (rc < 0) {
+                                s->n_readers--;
+                                pthread_cond_signal(&s->cv);
+                                pthread_mutex_unlock(&s->mu);
+                                return rc;
+                        }
+                        c->next_all = s->all_readers;
+                        s->all_readers = c;
+                        pthread_mutex_unlock(&s->mu);
+                        *out = c;
+                        return 0;
+                }
+                pthread_cond_wait(&s->cv, &s->mu);
+        }
+        c = s->free_readers;
+        s->free_readers = c->next_free;
+        pthread_mutex_unlock(&s->mu);
+        *out = c;
+        return 0;
+}
+
+static void reader_put(struct kurz_sqlite *s, struct conn *c)
+{
+        pthread_mutex_lock(&s->mu);
+        c->next_free = s->free_readers;
+        s->free_readers = c;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+}
+
+static int sq_lookup(struct kurz_store *store, const char *code, size_t code_len,
+                     struct kurz_link *out)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c;
+        sqlite3_stmt *st;
+        int rc;
+
+        if (code_len == 0 || code_len > KURZ_CODE_MAX)
+                return KURZ_E_NOTFOUND;
+        rc = reader_get(s, &c);
+        if (rc < 0)
+                return rc;
+        st = c->st[ST_LOOKUP];
+        sqlite3_bind_text(st, 1, code, (int)code_len, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                const unsigned char *url = sqlite3_column_text(st, 0);
+                size_t len = (size_t)sqlite3_column_bytes(st, 0);
+
+                out->url = malloc(len + 1);
+                if (!out->url) {
+                        rc = -ENOMEM;
+                        goto out_reset;
+                }
+                if (len)
+                        memcpy(out->url, url, len);
+                out->url[len] = '\0';
+                out->url_len = len;
+                memcpy(out->code, code, code_len);
+                out->code[code_len] = '\0';
+                out->created_at = sqlite3_column_int64(st, 1);
+                out->expires_at = sqlite3_column_int64(st, 2);
+                out->clicks = sqlite3_column_int64(st, 3);
+                out->last_access = sqlite3_column_int64(st, 4);
+                rc = 0;
+        } else if (rc == SQLITE_DONE) {
+                rc = KURZ_E_NOTFOUND;
+        } else {
+                rc = db_err(c->db, rc, "lookup");
+        }
+out_reset:
+        sqlite3_reset(st);
+        reader_put(s, c);
+        return rc;
+}
+
+static void item_fail(struct kurz_create *it, int err)
+{
+        it->status = KURZ_CREATE_FAILED;
+        it->err = err;
+}
+
+static void item_new(struct kurz_create *it)
+{
+        it->status = KURZ_CREATE_NEW;
+        it->out_created_at = it->created_at;
+        it->out_expires_at = it->expires_at;
+}
+
+/* Inserts it under it->code. Returns SQLITE_OK or the SQLite error. */
+static int insert_link(struct conn *c, const struct kurz_create *it, bool alias)
+{
+        sqlite3_stmt *st = c->st[ST_INSERT];
+
+        sqlite3_bind_text(st, 1, it->code, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, it->url, (int)it->url_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)it->url_hash);
+        sqlite3_bind_int64(st, 4, it->created_at);
+        sqlite3_bind_int64(st, 5, it->expires_at);
+        sqlite3_bind_int(st, 6, alias);
+        sqlite3_bind_int(st, 7, !alias && it->dedupe);
+        return run(c, ST_INSERT);
+}
+
+/* Looks for a live deduplicable link of the same URL. Returns SQLITE_ROW
+ * and fills it (EXISTING) when found, SQLITE_DONE when not, or the SQLite
+ * error. */
+static int find_dup(struct conn *c, struct kurz_create *it)
+{
+        sqlite3_stmt *st = c->st[ST_DEDUPE];
+        int rc;
+
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)it->url_hash);
+        sqlite3_bind_text(st, 2, it->url, (int)it->url_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, it->created_at);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                int len = sqlite3_column_bytes(st, 0);
+
+                if (len > 0 && len <= KURZ_CODE_MAX) {
+                        memcpy(it->code, sqlite3_column_text(st, 0), (size_t)len);
+                        it->code[len] = '\0';
+                        it->out_created_at = sqlite3_column_int64(st, 1);
+                        it->out_expires_at = sqlite3_column_int64(st, 2);
+                        it->status = KURZ_CREATE_EXISTING;
+                } else {
+                        rc = SQLITE_DONE; /* not a code we could have stored */
+                }
+        }
+        sqlite3_reset(st);
+        return rc;
+}
+
+/* An insert or query of one item failed with rc: the item fails alone when
+ * the error is local to the statement; otherwise returns the batch error. */
+static int item_error(struct conn *c, struct kurz_create *it, int rc, const char *what)
+{
+        if (rc_is_local(rc)) {
+                item_fail(it, map_rc(rc));
+                return 0;
+        }
+        return db_err(c->db, rc, what);
+}
+
+/* Stores one item inside the open batch transaction. Returns 0 when the item
+ * got its status (including a per-item FAILED), or a negative error that
+ * fails the whole batch. */
+static int create_one(struct conn *c, struct kurz_create *it, kurz_code_fn gen, void *gen_arg)
+{
+        size_t len;
+        int rc;
+
+        if (!it->url || it->url_len == 0 || it->url_len > KURZ_URL_MAX) {
+                item_fail(it, -EINVAL);
+                return 0;
+        }
+        if (it->alias) {
+                len = strnlen(it->alias, KURZ_CODE_MAX + 1);
+                if (len == 0 || len > KURZ_CODE_MAX) {
+                        item_fail(it, -EINVAL);
+                        return 0;
+                }
+                memcpy(it->code, it->alias, len + 1);
+                rc = insert_link(c, it, true);
+                if (rc == SQLITE_OK) {
+                        item_new(it);
+                        return 0;
+                }
+                if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+                        it->status = KURZ_CREATE_ALIAS_TAKEN;
+                        return 0;
+                }
+                return item_error(c, it, rc, "insert alias");
+        }
+        if (it->dedupe) {
+                rc = find_dup(c, it);
+                if (rc == SQLITE_ROW)
+                        return 0;
+                if (rc != SQLITE_DONE)
+                        return item_error(c, it, rc, "dedupe lookup");
+        }
+        if (!gen) {
+                item_fail(it, -EINVAL);
+                return 0;
+        }
+        for (int tries = 0; tries < GEN_RETRIES; tries++) {
+                it->code[0] = '\0';
+                rc = gen(gen_arg, it->code, sizeof(it->code));
+                if (rc < 0) {
+                        item_fail(it, rc);
+                        return 0;
+                }
+                len = strnlen(it->code, sizeof(it->code));
+                if (len == 0 || len > KURZ_CODE_MAX) {
+                        kurz_error("sqlite: the code generator returned an invalid code");
+                        item_fail(it, -EINVAL);
+                        return 0;
+                }
+                rc = insert_link(c, it, false);
+                if (rc == SQLITE_OK) {
+                        item_new(it);
+                        return 0;
+                }
+                if ((rc & 0xff) != SQLITE_CONSTRAINT)
+                        return item_error(c, it, rc, "insert link");
+                kurz_warn("sqlite: generated code %s already exists (a code generator bug?); "
+                          "generating another",
+                          it->code);
+        }
+        kurz_error("sqlite: %d generated codes in a row already existed; create failed",
+                   GEN_RETRIES);
+        it->code[0] = '\0';
+        item_fail(it, -EEXIST);
+        return 0;
+}
+
+static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, size_t n,
+                           kurz_code_fn gen, void *gen_arg)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c = s->w;
+        int rc;
+
+        if (n == 0)
+                return 0;
+        for (size_t i = 0; i < n; i++) {
+                items[i].status = KURZ_CREATE_PENDING;
+                items[i].err = 0;
+                items[i].code[0] = '\0';
+        }
+        rc = run(c, ST_BEGIN_IMMEDIATE);
+        if (rc != SQLITE_OK) {
+                db_err(c->db, rc, "begin create batch");
+                goto out_fail_all;
+        }
+        for (size_t i = 0; i < n; i++) {
+                rc = create_one(c, &items[i], gen, gen_arg);
+                if (rc < 0)
+                        goto out_rollback;
+                /* SQLite rolls the transaction back by itself on some errors
+                 * (I/O, disk full), possibly inside gen's lease_counter. */
+                if (sqlite3_get_autocommit(c->db)) {
+                        kurz_error("sqlite: create batch transaction was rolled back");
+                        goto out_fail_all;
+                }
+        }
+        rc = run(c, ST_COMMIT);
+        if (rc != SQLITE_OK) {
+                db_err(c->db, rc, "commit create batch");
+                goto out_rollback;
+        }
+        return 0;
+
+out_rollback:
+        rollback(c);
+out_fail_all:
+        /* Nothing of the batch is committed: no item may report success. */
+        for (size_t i = 0; i < n; i++)
+                item_fail(&items[i], KURZ_E_UNAVAILABLE);
+        return KURZ_E_UNAVAILABLE;
+}
+
+static int sq_remove(struct kurz_store *store, const char *code, size_t code_len)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c = s->w;
+        int rc, changed;
+
+        if (code_len == 0 || code_len > KURZ_CODE_MAX)
+                return KURZ_E_NOTFOUND;
+        rc = run(c, ST_BEGIN_IMMEDIATE);
+        if (rc != SQLITE_OK)
+                return db_err(c->db, rc, "begin remove");
+        sqlite3_bind_text(c->st[ST_DELETE], 1, code, (int)code_len, SQLITE_STATIC);
+        rc = run(c, ST_DELETE);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
+        changed = sqlite3_changes(c->db);
+        sqlite3_bind_text(c->st[ST_DELETE_DAILY], 1, code, (int)code_len, SQLITE_STATIC);
+        rc = run(c, ST_DELETE_DAILY);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
+        rc = run(c, ST_COMMIT);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
+        return changed ? 0 : KURZ_E_NOTFOUND;
+
+out_rollback:
+        rc = db_err(c->db, rc, "remove");
+        rollback(c);
+        return rc;
+}
+
+static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clicks, size_t n)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c = s->w;
+        sqlite3_stmt *up = c->st[ST_CLICK], *day = c->st[ST_CLICK_DAILY];
+        int rc;
+
+        if (n == 0)
+                return 0;
+        rc = run(c, ST_BEGIN_IMMEDIATE);
+        if (rc != SQLITE_OK)
+                return db_err(c->db, rc, "begin add clicks");
+        for (size_t i = 0; i < n; i++) {
+                const struct kurz_click *k = &clicks[i];
+                size_t len = strnlen(k->code, sizeof(k->code));
+
+                if (len == 0 || len > KURZ_CODE_MAX || k->count < 0)
+                        continue;
+                sqlite3_bind_text(up, 1, k->code, (int)len, SQLITE_STATIC);
+                sqlite3_bind_int64(up, 2, k->count);
+                sqlite3_bind_int64(up, 3, k->last_access);
+                rc = run(c, ST_CLICK);
+                if (rc != SQLITE_OK)
+                        goto out_rollback;
+                if (sqlite3_changes(c->db) == 0)
+                        continue; /* deleted since it was clicked */
+                sqlite3_bind_text(day, 1, k->code, (int)len, SQLITE_STATIC);
+                sqlite3_bind_int(day, 2, k->day);
+                sqlite3_bind_int64(day, 3, k->count);
+                rc = run(c, ST_CLICK_DAILY);
+                if (rc != SQLITE_OK)
+                        goto out_rollback;
+        }
+        rc = run(c, ST_COMMIT);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
+        return 0;
+
+out_rollback:
+        rc = db_err(c->db, rc, "add clicks");
+        rollback(c);
+        return rc;
+}
+
+/* Appends the codes a SELECT of cleanup returns (at most limit) to *arr,
+ * growing it. Returns SQLITE_OK, or the SQLite error, or -ENOMEM. */
+static int collect_codes(struct conn *c, enum stmt_id id, int64_t t, size_t limit,
+                         char (**arr)[KURZ_CODE_MAX + 1], size_t *n, size_t *cap)
+{
+        sqlite3_stmt *st = c->st[id];
+        int rc;
+
+        sqlite3_bind_int64(st, 1, t);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                int len = sqlite3_column_bytes(st, 0);
+
+                if (len <= 0 || len > KURZ_CODE_MAX)
+                        continue;
+                if (*n == *cap) {
+                        size_t ncap = *cap ? *cap * 2 : 64;
+                        char(*p)[KURZ_CODE_MAX + 1] = realloc(*arr, ncap * sizeof(**arr));
+
+                        if (!p) {
+                                sqlite3_reset(st);
+                                return -ENOMEM;
+                        }
+                        *arr = p;
+                        *cap = ncap;
+                }
+                memcpy((*arr)[*n], sqlite3_column_text(st, 0), (size_t)len);
+                (*arr)[*n][len] = '\0';
+                (*n)++;
+        }
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Deletes codes[from..to) and their daily click rows. */
+static int delete_codes(struct conn *c, char (*codes)[KURZ_CODE_MAX + 1], size_t from, size_t to)
+{
+        int rc;
+
+        for (size_t i = from; i < to; i++) {
+                sqlite3_bind_text(c->st[ST_DELETE], 1, codes[i], -1, SQLITE_STATIC);
+                rc = run(c, ST_DELETE);
+                if (rc != SQLITE_OK)
+                        return rc;
+                sqlite3_bind_text(c->st[ST_DELETE_DAILY], 1, codes[i], -1, SQLITE_STATIC);
+                rc = run(c, ST_DELETE_DAILY);
+                if (rc != SQLITE_OK)
+                        return rc;
+        }
+        return SQLITE_OK;
+}
+
+static int sq_cleanup(struct kurz_store *store, int64_t now, int64_t unused_before, size_t batch,
+                      char (**codes)[KURZ_CODE_MAX + 1])
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c = s->w;
+        char(*arr)[KURZ_CODE_MAX + 1] = NULL;
+        size_t n = 0, cap = 0, expired;
+        int rc;
+
+        *codes = NULL;
+        if (batch == 0)
+                return 0;
+        if (batch > CLEANUP_MAX)
+                batch = CLEANUP_MAX;
+        rc = run(c, ST_BEGIN_IMMEDIATE);
+        if (rc != SQLITE_OK)
+                return db_err(c->db, rc, "begin cleanup");
+        rc = collect_codes(c, ST_EXPIRED, now, batch, &arr, &n, &cap);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
+        rc = delete_codes(c, arr, 0, n);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
+        expired = n;
+        if (unused_before > 0 && n < batch) {
+                rc = collect_codes(c, ST_UNUSED, unused_before, batch - n, &arr, &n, &cap);
+                if (rc != SQLITE_OK)
+                        goto out_rollback;
+                rc = delete_codes(c, arr, expired, n);
+                if (rc != SQLITE_OK)
+                        goto out_rollback;
+        }
+        rc = run(c, ST_COMMIT);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
+        if (n == 0) {
+                free(arr);
+                arr = NULL;
+        }
+        *codes = arr;
+        return (int)n;
+
+out_rollback:
+        rc = rc == -ENOMEM ? rc : db_err(c->db, rc, "cleanup");
+        rollback(c);
+        free(arr);
+        return rc;
+}
+
+/* Works inside the open create_batch transaction (gen calls it there) and
+ * on its own, where the single statement is its own durable transaction. */
+static int sq_lease_counter(struct kurz_store *store, uint64_t n, uint64_t *start)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c = s->w;
+        sqlite3_stmt *st = c->st[ST_LEASE];
+        int64_t first = -1;
+        int rc;
+
+        if (n == 0 || n > LEASE_MAX)
+                return -EINVAL;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)n);
+        /* Step to SQLITE_DONE: in autocommit mode the commit happens there. */
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                if (sqlite3_column_type(st, 0) == SQLITE_INTEGER)
+                        first = sqlite3_column_int64(st, 0);
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+                return db_err(c->db, rc, "lease counter");
+        if (first < 0 || (uint64_t)first > (uint64_t)INT64_MAX - n) {
+                kurz_error("sqlite: the code counter is out of range");
+                return -ERANGE;
+        }
+        *start = (uint64_t)first;
+        return 0;
+}
+
+static int sq_permutation_key(struct kurz_store *store, uint8_t key[16])
+{
+        /* Loaded (or created) by open; immutable afterwards. */
+        memcpy(key, to_sqlite(store)->key, 16);
+        return 0;
+}
+
+static int sq_key_add(struct kurz_store *store, const char *hash_hex, const char *name)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c = s->w;
+        sqlite3_stmt *st = c->st[ST_KEY_ADD];
+        int rc;
+
+        if (!hash_hex || strlen(hash_hex) != 64)
+                return -EINVAL;
+        sqlite3_bind_text(st, 1, hash_hex, 64, SQLITE_STATIC);
+        if (name)
+                sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+        else
+                sqlite3_bind_null(st, 2);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)time(NULL));
+        rc = run(c, ST_KEY_ADD);
+        return rc == SQLITE_OK ? 0 : db_err(c->db, rc, "add api key");
+}
+
+static int sq_key_check(struct kurz_store *store, const char *hash_hex)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c;
+        sqlite3_stmt *st;
+        size_t len;
+        int rc;
+
+        len = hash_hex ? strnlen(hash_hex, 65) : 0;
+        if (len != 64)
+                return KURZ_E_NOTFOUND;
+        rc = reader_get(s, &c);
+        if (rc < 0)
+                return rc;
+        st = c->st[ST_KEY_CHECK];
+        sqlite3_bind_text(st, 1, hash_hex, 64, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                rc = 0;
+        else if (rc == SQLITE_DONE)
+                rc = KURZ_E_NOTFOUND;
+        else
+                rc = db_err(c->db, rc, "check api key");
+        sqlite3_reset(st);
+        reader_put(s, c);
+        return rc;
+}
+
+static int sq_list(struct kurz_store *store, const char *after, size_t limit,
+                   struct kurz_link **out)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct kurz_link *links;
+        struct conn *c;
+        sqlite3_stmt *st;
+        size_t n = 0;
+        int rc;
+
+        *out = NULL;
+        if (limit == 0)
+                return 0;
+        if (limit > LIST_MAX)
+                limit = LIST_MAX;
+        links = calloc(limit, sizeof(*links));
+        if (!links)
+                return -ENOMEM;
+        rc = reader_get(s, &c);
+        if (rc < 0)
+                goto out_free_links;
+        st = c->st[ST_LIST];
+        sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+        while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                struct kurz_link *l = &links[n];
+                int clen = sqlite3_column_bytes(st, 0);
+                size_t ulen;
+
+                if (clen <= 0 || clen > KURZ_CODE_MAX)
+                        continue;
+                memcpy(l->code, sqlite3_column_text(st, 0), (size_t)clen);
+                l->code[clen] = '\0';
+                ulen = (size_t)sqlite3_column_bytes(st, 1);
+                l->url = malloc(ulen + 1);
+                if (!l->url) {
+                        rc = -ENOMEM;
+                        break;
+                }
+                if (ulen)
+                        memcpy(l->url, sqlite3_column_text(st, 1), ulen);
+                l->url[ulen] = '\0';
+                l->url_len = ulen;
+                l->created_at = sqlite3_column_int64(st, 2);
+                l->expires_at = sqlite3_column_int64(st, 3);
+                l->clicks = sqlite3_column_int64(st, 4);
+                l->last_access = sqlite3_column_int64(st, 5);
+                n++;
+        }
+        if (rc == -ENOMEM)
+                ;
+        else if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+                rc = 0;
+        else
+                rc = db_err(c->db, rc, "list");
+        sqlite3_reset(st);
+        reader_put(s, c);
+        if (rc < 0)
+                goto out_free_links;
+        if (n == 0) {
+                free(links);
+                return 0;
+        }
+        *out = links;
+        return (int)n;
+
+out_free_links:
+        kurz_store_links_free(links, n);
+        return rc;
+}
+
+static int sq_count(struct kurz_store *store, int64_t now, int64_t *total, int64_t *active)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c;
+        int64_t all = 0, expired = 0;
+        int rc;
+
+        rc = reader_get(s, &c);
+        if (rc < 0)
+                return rc;
+        /* One read transaction: both counts see the same snapshot. Each is
+         * answered from an index (url_hash, and the partial expires_at). */
+        rc = run(c, ST_BEGIN);
+        if (rc != SQLITE_OK) {
+                rc = db_err(c->db, rc, "count");
+                goto out_put;
+        }
+        rc = query_int64(c, ST_COUNT_TOTAL, &all, "count links");
+        if (rc == 0) {
+                sqlite3_bind_int64(c->st[ST_COUNT_EXPIRED], 1, now);
+                rc = query_int64(c, ST_COUNT_EXPIRED, &expired, "count expired links");
+        }
+        run(c, ST_COMMIT);
+        if (rc == 0) {
+                *total = all;
+                *active = all - expired;
+        }
+out_put:
+        reader_put(s, c);
+        return rc;
+}
+
+static bool sq_healthy(struct kurz_store *store)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c;
+        int rc;
+
+        if (reader_get(s, &c) < 0)
+                return false;
+        rc = run(c, ST_PING);
+        reader_put(s, c);
+        return rc == SQLITE_OK;
+}
+
+/* Every reader must have been returned (no call in flight). */
+static void sq_close(struct kurz_store *store)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c, *next;
+
+        if (!store)
+                return;
+        for (c = s->all_readers; c; c = next) {
+                next = c->next_all;
+                conn_close(c);
+        }
+        conn_close(s->w);
+        close(s->lock_fd); /* releases the flock */
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        free(s->db_path);
+        free(s->dir);
+        free(s);
+}
+
+static const struct kurz_store_ops sqlite_ops = {
+        .lookup = sq_lookup,
+        .create_batch = sq_create_batch,
+        .remove = sq_remove,
+        .add_clicks = sq_add_clicks,
+        .cleanup = sq_cleanup,
+        .lease_counter = sq_lease_counter,
+        .permutation_key = sq_permutation_key,
+        .key_add = sq_key_add,
+        .key_check = sq_key_check,
+        .list = sq_list,
+        .count = sq_count,
+        .healthy = sq_healthy,
+        .close = sq_close,
+};
+
+static char *db_path_of(const char *data_dir)
+{
+        char *p;
+
+        if (asprintf(&p, "%s/kurz.db", data_dir) < 0)
+                return NULL;
+        return p;
+}
+
+int kurz_sqlite_migrate(const char *data_dir, int *version)
+{
+        sqlite3 *db;
+        char *path;
+        int rc;
+
+        if (!data_dir || !version)
+                return -EINVAL;
+        rc = make_dir(data_dir);
+        if (rc < 0)
+                return rc;
+        path = db_path_of(data_dir);
+        if (!path)
+                return -ENOMEM;
+        rc = db_open(path, DEFAULT_BUSY_MS, false, &db);
+        if (rc < 0)
+                goto out_free_path;
+        rc = migrate_db(db, path, version);
+        sqlite3_close(db);
+out_free_path:
+        free(path);
+        return rc;
+}
+
+int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **out)
+{
+        struct kurz_sqlite *s;
+        sqlite3 *db;
+        int version, rc;
+
+        *out = NULL;
+        if (!cfg || !cfg->data_dir)
+                return -EINVAL;
+        if (!sqlite3_threadsafe()) {
+                kurz_error("sqlite: this libsqlite3 is built without thread support");
+                return -ENOTSUP;
+        }
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->lock_fd = -1;
+        s->max_readers = cfg->readers ? cfg->readers : DEFAULT_READERS;
+        s->busy_ms = cfg->busy_timeout_ms ? cfg->busy_timeout_ms : DEFAULT_BUSY_MS;
+        s->dir = strdup(cfg->data_dir);
+        s->db_path = db_path_of(cfg->data_dir);
+        if (!s->dir || !s->db_path) {
+                rc = -ENOMEM;
+                goto out_free_s;
+        }
+        rc = make_dir(s->dir);
+        if (rc < 0)
+                goto out_free_s;
+        rc = lock_dir(s->dir, &s->lock_fd);
+        if (rc < 0)
+                goto out_free_s;
+        /* open = lock + migrate + prepare (the statements need the tables). */
+        rc = db_open(s->db_path, s->busy_ms, false, &db);
+        if (rc < 0)
+                goto out_unlock;
+        rc = migrate_db(db, s->db_path, &version);
+        if (rc == 0)
+                rc = load_key(db, s->key);
+        if (rc < 0) {
+                sqlite3_close(db);
+                goto out_unlock;
+        }
+        rc = conn_prepare(db, &s->w);
+        if (rc < 0)
+                goto out_unlock;
+        pthread_mutex_init(&s->mu, NULL);
+        pthread_cond_init(&s->cv, NULL);
+        s->store.ops = &sqlite_ops;
+        s->store.name = "sqlite";
+        *out = &s->store; /* ownership passes to the caller */
+        return 0;
+
+out_unlock:
+        close(s->lock_fd);
+out_free_s:
+        free(s->db_path);
+        free(s->dir);
+        free(s);
+        return rc;
+}
