@@ -98,8 +98,8 @@ static int next_compact(struct kurz_codegen *g, char *out, size_t cap)
         if (g->next >= KURZ_PERM_DOMAIN)
                 return -ENOSPC;
         counter = g->next++;
-        rc = kurz_base62_encode(kurz_perm_apply(&g->perm, counter), CODEGEN_COMPACT_WIDTH, out,
-                                cap);
+        rc =
+            kurz_base62_encode(kurz_perm_apply(&g->perm, counter), CODEGEN_COMPACT_WIDTH, out, cap);
         return rc < 0 ? rc : 0;
 }
 

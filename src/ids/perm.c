@@ -25,7 +25,7 @@
 #define PERM_HALF_BITS 21
 #define PERM_HALF_MASK ((UINT64_C(1) << PERM_HALF_BITS) - 1)
 #define PERM_BITS_MASK ((UINT64_C(1) << (2 * PERM_HALF_BITS)) - 1)
-#define PERM_ROUNDS 6
+#define PERM_ROUNDS    6
 
 static uint64_t round_fn(const struct kurz_perm *p, unsigned round, uint64_t half)
 {

@@ -11,12 +11,12 @@
 
 #define SNOWFLAKE_DEFAULT_EPOCH_MS 1704067200000ULL /* 2024-01-01T00:00:00Z */
 #define SNOWFLAKE_DEFAULT_MAX_WAIT 1000u
-#define SNOWFLAKE_TIME_BITS 41
-#define SNOWFLAKE_WORKER_BITS 10
-#define SNOWFLAKE_SEQ_BITS 12
-#define SNOWFLAKE_MAX_WORKER ((1u << SNOWFLAKE_WORKER_BITS) - 1)
-#define SNOWFLAKE_MAX_SEQ ((1u << SNOWFLAKE_SEQ_BITS) - 1)
-#define SNOWFLAKE_MAX_TS ((UINT64_C(1) << SNOWFLAKE_TIME_BITS) - 1) /* ~69 years */
+#define SNOWFLAKE_TIME_BITS        41
+#define SNOWFLAKE_WORKER_BITS      10
+#define SNOWFLAKE_SEQ_BITS         12
+#define SNOWFLAKE_MAX_WORKER       ((1u << SNOWFLAKE_WORKER_BITS) - 1)
+#define SNOWFLAKE_MAX_SEQ          ((1u << SNOWFLAKE_SEQ_BITS) - 1)
+#define SNOWFLAKE_MAX_TS           ((UINT64_C(1) << SNOWFLAKE_TIME_BITS) - 1) /* ~69 years */
 /* Waiting for the next millisecond after 4096 ids in one is normally 1 ms;
  * this much extra sleeping per call means the clock is stuck. */
 #define SNOWFLAKE_STUCK_MS 1000u

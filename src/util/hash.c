@@ -18,27 +18,27 @@ static inline uint64_t rotl64(uint64_t x, unsigned b)
 
 static inline uint64_t load_le64(const uint8_t *p)
 {
-        return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
-               (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
-               (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+        return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+               (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
+               (uint64_t)p[7] << 56;
 }
 
-#define SIPROUND                               \
-        do {                                   \
-                v0 += v1;                      \
-                v1 = rotl64(v1, 13);           \
-                v1 ^= v0;                      \
-                v0 = rotl64(v0, 32);           \
-                v2 += v3;                      \
-                v3 = rotl64(v3, 16);           \
-                v3 ^= v2;                      \
-                v0 += v3;                      \
-                v3 = rotl64(v3, 21);           \
-                v3 ^= v0;                      \
-                v2 += v1;                      \
-                v1 = rotl64(v1, 17);           \
-                v1 ^= v2;                      \
-                v2 = rotl64(v2, 32);           \
+#define SIPROUND                                                                                   \
+        do {                                                                                       \
+                v0 += v1;                                                                          \
+                v1 = rotl64(v1, 13);                                                               \
+                v1 ^= v0;                                                                          \
+                v0 = rotl64(v0, 32);                                                               \
+                v2 += v3;                                                                          \
+                v3 = rotl64(v3, 16);                                                               \
+                v3 ^= v2;                                                                          \
+                v0 += v3;                                                                          \
+                v3 = rotl64(v3, 21);                                                               \
+                v3 ^= v0;                                                                          \
+                v2 += v1;                                                                          \
+                v1 = rotl64(v1, 17);                                                               \
+                v1 ^= v2;                                                                          \
+                v2 = rotl64(v2, 32);                                                               \
         } while (0)
 
 uint64_t kurz_siphash(const uint8_t key[16], const void *data, size_t len)

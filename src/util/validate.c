@@ -6,24 +6,25 @@
 #include <arpa/inet.h>
 #include <stdint.h>
 
-#define HOST_MAX 253  /* a DNS name, without the optional trailing dot */
-#define LABEL_MAX 63  /* one DNS label */
+#define HOST_MAX      253 /* a DNS name, without the optional trailing dot */
+#define LABEL_MAX     63  /* one DNS label */
 #define IPV6_TEXT_MAX 45
 
 /* Messages for the client; the create API puts them in the 400 answer. */
-#define MSG_EMPTY "originalUrl must not be empty"
+#define MSG_EMPTY    "originalUrl must not be empty"
 #define MSG_TOO_LONG "originalUrl is too long"
-#define MSG_SCHEME "originalUrl must start with http:// or https://"
-#define MSG_CONTROL "originalUrl must not contain control characters (such as CR, LF, tab or NUL)"
-#define MSG_SPACE "originalUrl must not contain spaces (percent-encode them as %20)"
-#define MSG_NON_ASCII \
-        "originalUrl must contain only ASCII characters (percent-encode others, and use punycode for international domain names)"
-#define MSG_USERINFO \
+#define MSG_SCHEME   "originalUrl must start with http:// or https://"
+#define MSG_CONTROL  "originalUrl must not contain control characters (such as CR, LF, tab or NUL)"
+#define MSG_SPACE    "originalUrl must not contain spaces (percent-encode them as %20)"
+#define MSG_NON_ASCII                                                                              \
+        "originalUrl must contain only ASCII characters (percent-encode others, and use punycode " \
+        "for international domain names)"
+#define MSG_USERINFO                                                                               \
         "originalUrl must not contain a user name or password (user:pass@ before the host)"
 #define MSG_NO_HOST "originalUrl must have a host name"
-#define MSG_HOST "originalUrl has an invalid host name"
-#define MSG_IP "originalUrl has an invalid IP address"
-#define MSG_PORT "originalUrl has an invalid port (it must be a number from 1 to 65535)"
+#define MSG_HOST    "originalUrl has an invalid host name"
+#define MSG_IP      "originalUrl has an invalid IP address"
+#define MSG_PORT    "originalUrl has an invalid port (it must be a number from 1 to 65535)"
 
 static bool is_alpha(unsigned char c)
 {
@@ -261,9 +262,8 @@ bool kurz_url_same_origin(const struct kurz_url_parts *a, const struct kurz_url_
 /* Words an alias may not take, in any letter case: the service's own paths
  * and names that would confuse readers of a short link. */
 static const char *const reserved[] = {
-        "api",  "health", "metrics", "admin", "static", "stats", "assets",
-        "www",  "app",    "login",   "logout", "about", "help",  "docs",
-        "ui",   "qr",     "create",  "lookup", "urls",  "new",
+    "api",    "health", "metrics", "admin", "static", "stats", "assets", "www",    "app",  "login",
+    "logout", "about",  "help",    "docs",  "ui",     "qr",    "create", "lookup", "urls", "new",
 };
 
 const char *kurz_alias_check(struct kurz_str alias)

@@ -16,7 +16,7 @@ struct fake_store {
         uint64_t counter;       /* next value to lease */
         int leases;
         uint64_t last_n;
-        int fail_lease;         /* error to return from the next lease, or 0 */
+        int fail_lease; /* error to return from the next lease, or 0 */
         int fail_key;
 };
 
@@ -49,8 +49,8 @@ static int fake_permutation_key(struct kurz_store *s, uint8_t key[16])
 }
 
 static const struct kurz_store_ops fake_ops = {
-        .lease_counter = fake_lease,
-        .permutation_key = fake_permutation_key,
+    .lease_counter = fake_lease,
+    .permutation_key = fake_permutation_key,
 };
 
 static void fake_init(struct fake_store *f, uint64_t counter)
@@ -64,9 +64,9 @@ static void fake_init(struct fake_store *f, uint64_t counter)
 static struct kurz_codegen *compact_new(struct fake_store *f, uint64_t block)
 {
         struct kurz_codegen_config cfg = {
-                .kind = KURZ_CODES_COMPACT,
-                .store = &f->base,
-                .block = block,
+            .kind = KURZ_CODES_COMPACT,
+            .store = &f->base,
+            .block = block,
         };
         struct kurz_codegen *g = NULL;
 
@@ -245,8 +245,8 @@ static void test_snowflake_codes(void)
 {
         uint64_t now = 1704067200000ULL + 86400000ULL;
         struct kurz_codegen_config cfg = {
-                .kind = KURZ_CODES_SNOWFLAKE,
-                .snowflake = {.worker_id = 3, .clock = fixed_clock, .clock_arg = &now},
+            .kind = KURZ_CODES_SNOWFLAKE,
+            .snowflake = {.worker_id = 3, .clock = fixed_clock, .clock_arg = &now},
         };
         struct kurz_codegen *g;
         char code[16];

@@ -37,12 +37,12 @@ static void fake_sleep(void *arg, unsigned ms)
 static struct kurz_snowflake *fake_new(struct fake_clock *c, unsigned worker)
 {
         struct kurz_snowflake_config cfg = {
-                .epoch_ms = EPOCH,
-                .worker_id = worker,
-                .max_wait_ms = 1000,
-                .clock = fake_now,
-                .sleep = fake_sleep,
-                .clock_arg = c,
+            .epoch_ms = EPOCH,
+            .worker_id = worker,
+            .max_wait_ms = 1000,
+            .clock = fake_now,
+            .sleep = fake_sleep,
+            .clock_arg = c,
         };
         struct kurz_snowflake *s = NULL;
 
@@ -200,7 +200,7 @@ static void test_worker_range(void)
         kurz_snowflake_free(NULL);
 }
 
-#define THREADS 4
+#define THREADS    4
 #define PER_THREAD 25000
 
 struct worker_arg {

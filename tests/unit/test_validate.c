@@ -16,104 +16,104 @@ struct good_url {
 };
 
 static const struct good_url good[] = {
-        {"http://example.com", "http", "example.com", 80},
-        {"https://example.com/", "https", "example.com", 443},
-        {"HTTP://Example.COM", "HTTP", "Example.COM", 80},
-        {"HtTpS://EXAMPLE.com/Path", "HtTpS", "EXAMPLE.com", 443},
-        {"http://example.com:8080/a?b=c#d", "http", "example.com", 8080},
-        {"http://example.com:1", "http", "example.com", 1},
-        {"http://example.com:65535/", "http", "example.com", 65535},
-        {"https://example.com?q=1", "https", "example.com", 443},
-        {"https://example.com#frag", "https", "example.com", 443},
-        {"http://[::1]:8080/", "http", "::1", 8080},
-        {"http://[::1]", "http", "::1", 80},
-        {"https://[2001:db8::1]/x", "https", "2001:db8::1", 443},
-        {"http://[::ffff:192.0.2.1]/", "http", "::ffff:192.0.2.1", 80},
-        {"http://127.0.0.1:3000/", "http", "127.0.0.1", 3000},
-        {"http://192.168.1.255", "http", "192.168.1.255", 80},
-        {"http://example.com./", "http", "example.com.", 80},
-        {"http://xn--bcher-kva.example/", "http", "xn--bcher-kva.example", 80},
-        {"http://my_host.example/", "http", "my_host.example", 80},
-        {"http://a.b-c.d~e/", "http", "a.b-c.d~e", 80},
-        {"http://localhost", "http", "localhost", 80},
-        {"http://ex%41mple.com/", "http", "ex%41mple.com", 80},
-        {"https://example.com/p@th/%E2%82%AC?a=b&c=[d]|{e}", "https", "example.com", 443},
-        {"https://example.com/a/..;/b'\"<>\\^`", "https", "example.com", 443},
-        {"http://1.example/", "http", "1.example", 80},
-        {"http://example.123abc/", "http", "example.123abc", 80},
+    {"http://example.com", "http", "example.com", 80},
+    {"https://example.com/", "https", "example.com", 443},
+    {"HTTP://Example.COM", "HTTP", "Example.COM", 80},
+    {"HtTpS://EXAMPLE.com/Path", "HtTpS", "EXAMPLE.com", 443},
+    {"http://example.com:8080/a?b=c#d", "http", "example.com", 8080},
+    {"http://example.com:1", "http", "example.com", 1},
+    {"http://example.com:65535/", "http", "example.com", 65535},
+    {"https://example.com?q=1", "https", "example.com", 443},
+    {"https://example.com#frag", "https", "example.com", 443},
+    {"http://[::1]:8080/", "http", "::1", 8080},
+    {"http://[::1]", "http", "::1", 80},
+    {"https://[2001:db8::1]/x", "https", "2001:db8::1", 443},
+    {"http://[::ffff:192.0.2.1]/", "http", "::ffff:192.0.2.1", 80},
+    {"http://127.0.0.1:3000/", "http", "127.0.0.1", 3000},
+    {"http://192.168.1.255", "http", "192.168.1.255", 80},
+    {"http://example.com./", "http", "example.com.", 80},
+    {"http://xn--bcher-kva.example/", "http", "xn--bcher-kva.example", 80},
+    {"http://my_host.example/", "http", "my_host.example", 80},
+    {"http://a.b-c.d~e/", "http", "a.b-c.d~e", 80},
+    {"http://localhost", "http", "localhost", 80},
+    {"http://ex%41mple.com/", "http", "ex%41mple.com", 80},
+    {"https://example.com/p@th/%E2%82%AC?a=b&c=[d]|{e}", "https", "example.com", 443},
+    {"https://example.com/a/..;/b'\"<>\\^`", "https", "example.com", 443},
+    {"http://1.example/", "http", "1.example", 80},
+    {"http://example.123abc/", "http", "example.123abc", 80},
 };
 
 struct bad_url {
         const char *url;
-        size_t len; /* 0: strlen */
+        size_t len;      /* 0: strlen */
         const char *why; /* a word the message must contain */
 };
 
 static const struct bad_url bad[] = {
-        {"", 0, "empty"},
-        {"ftp://example.com/", 0, "http"},
-        {"javascript:alert(1)", 0, "http"},
-        {"javascript://example.com/%0aalert(1)", 0, "http"},
-        {"data:text/html,<script>", 0, "http"},
-        {"mailto:a@b.c", 0, "http"},
-        {"http:/example.com", 0, "http"},
-        {"http:example.com", 0, "http"},
-        {"//example.com", 0, "http"},
-        {"example.com", 0, "http"},
-        {" http://example.com", 0, "http"},
-        {"httpx://example.com", 0, "http"},
-        {"http://", 0, "host"},
-        {"https://", 0, "host"},
-        {"http:///path", 0, "host"},
-        {"http://?q", 0, "host"},
-        {"http://:80/", 0, "host"},
-        {"http://exa mple.com/", 0, "spaces"},
-        {"http://example.com/a b", 0, "spaces"},
-        {"http://example.com/\r\nSet-Cookie: x", 0, "control"},
-        {"http://example.com/\n", 0, "control"},
-        {"http://example.com/\ta", 0, "control"},
-        {"http://example.com/\0evil", 24, "control"},
-        {"http://example.com/\x7f", 0, "control"},
-        {"http://example.com/\x01", 0, "control"},
-        {"http://bücher.example/", 0, "ASCII"},
-        {"http://example.com/\xe2\x82\xac", 0, "ASCII"},
-        {"http://example.com/\xff", 0, "ASCII"},
-        {"http://user:pass@example.com/", 0, "user name"},
-        {"http://user@example.com/", 0, "user name"},
-        {"http://@example.com/", 0, "user name"},
-        {"https://paypal.com@evil.example/", 0, "user name"},
-        {"http://evil.example\\@good.example/", 0, "user name"},
-        {"http://example.com:0/", 0, "port"},
-        {"http://example.com:65536/", 0, "port"},
-        {"http://example.com:abc/", 0, "port"},
-        {"http://example.com:/", 0, "port"},
-        {"http://example.com:-1/", 0, "port"},
-        {"http://example.com:100000/", 0, "port"},
-        {"http://example.com:80:80/", 0, "port"},
-        {"http://[::1]:0/", 0, "port"},
-        {"http://[::1]:/", 0, "port"},
-        {"http://-example.com/", 0, "host"},
-        {"http://example.com-/", 0, "host"},
-        {"http://.example.com/", 0, "host"},
-        {"http://example..com/", 0, "host"},
-        {"http://example.com../", 0, "host"},
-        {"http://./", 0, "host"},
-        {"http://exa<mple.com/", 0, "host"},
-        {"http://exa\\mple.com/", 0, "host"},
-        {"http://ex%4mple.com/", 0, "host"},
-        {"http://example.com%/", 0, "host"},
-        {"http://[::1/", 0, "IP"},
-        {"http://[]/", 0, "IP"},
-        {"http://[::g]/", 0, "IP"},
-        {"http://[fe80::1%25eth0]/", 0, "IP"},
-        {"http://[::1]x/", 0, "host"},
-        {"http://256.1.1.1/", 0, "IP"},
-        {"http://1.2.3/", 0, "IP"},
-        {"http://127.1/", 0, "IP"},
-        {"http://2130706433/", 0, "IP"},
-        {"http://0x7f.0.0.1/", 0, "IP"},
-        {"http://010.0.0.1/", 0, "IP"},
-        {"http://1.2.3.4.5/", 0, "IP"},
+    {"", 0, "empty"},
+    {"ftp://example.com/", 0, "http"},
+    {"javascript:alert(1)", 0, "http"},
+    {"javascript://example.com/%0aalert(1)", 0, "http"},
+    {"data:text/html,<script>", 0, "http"},
+    {"mailto:a@b.c", 0, "http"},
+    {"http:/example.com", 0, "http"},
+    {"http:example.com", 0, "http"},
+    {"//example.com", 0, "http"},
+    {"example.com", 0, "http"},
+    {" http://example.com", 0, "http"},
+    {"httpx://example.com", 0, "http"},
+    {"http://", 0, "host"},
+    {"https://", 0, "host"},
+    {"http:///path", 0, "host"},
+    {"http://?q", 0, "host"},
+    {"http://:80/", 0, "host"},
+    {"http://exa mple.com/", 0, "spaces"},
+    {"http://example.com/a b", 0, "spaces"},
+    {"http://example.com/\r\nSet-Cookie: x", 0, "control"},
+    {"http://example.com/\n", 0, "control"},
+    {"http://example.com/\ta", 0, "control"},
+    {"http://example.com/\0evil", 24, "control"},
+    {"http://example.com/\x7f", 0, "control"},
+    {"http://example.com/\x01", 0, "control"},
+    {"http://bücher.example/", 0, "ASCII"},
+    {"http://example.com/\xe2\x82\xac", 0, "ASCII"},
+    {"http://example.com/\xff", 0, "ASCII"},
+    {"http://user:pass@example.com/", 0, "user name"},
+    {"http://user@example.com/", 0, "user name"},
+    {"http://@example.com/", 0, "user name"},
+    {"https://paypal.com@evil.example/", 0, "user name"},
+    {"http://evil.example\\@good.example/", 0, "user name"},
+    {"http://example.com:0/", 0, "port"},
+    {"http://example.com:65536/", 0, "port"},
+    {"http://example.com:abc/", 0, "port"},
+    {"http://example.com:/", 0, "port"},
+    {"http://example.com:-1/", 0, "port"},
+    {"http://example.com:100000/", 0, "port"},
+    {"http://example.com:80:80/", 0, "port"},
+    {"http://[::1]:0/", 0, "port"},
+    {"http://[::1]:/", 0, "port"},
+    {"http://-example.com/", 0, "host"},
+    {"http://example.com-/", 0, "host"},
+    {"http://.example.com/", 0, "host"},
+    {"http://example..com/", 0, "host"},
+    {"http://example.com../", 0, "host"},
+    {"http://./", 0, "host"},
+    {"http://exa<mple.com/", 0, "host"},
+    {"http://exa\\mple.com/", 0, "host"},
+    {"http://ex%4mple.com/", 0, "host"},
+    {"http://example.com%/", 0, "host"},
+    {"http://[::1/", 0, "IP"},
+    {"http://[]/", 0, "IP"},
+    {"http://[::g]/", 0, "IP"},
+    {"http://[fe80::1%25eth0]/", 0, "IP"},
+    {"http://[::1]x/", 0, "host"},
+    {"http://256.1.1.1/", 0, "IP"},
+    {"http://1.2.3/", 0, "IP"},
+    {"http://127.1/", 0, "IP"},
+    {"http://2130706433/", 0, "IP"},
+    {"http://0x7f.0.0.1/", 0, "IP"},
+    {"http://010.0.0.1/", 0, "IP"},
+    {"http://1.2.3.4.5/", 0, "IP"},
 };
 
 static void test_good_urls(void)
@@ -128,8 +128,8 @@ static void test_good_urls(void)
                 }
                 CHECK(kurz_str_eq_lit(parts.scheme, good[i].scheme));
                 if (!kurz_str_eq_lit(parts.host, good[i].host))
-                        fprintf(stderr, "  %s: host \"%.*s\"\n", good[i].url,
-                                (int)parts.host.len, parts.host.p);
+                        fprintf(stderr, "  %s: host \"%.*s\"\n", good[i].url, (int)parts.host.len,
+                                parts.host.p);
                 CHECK(kurz_str_eq_lit(parts.host, good[i].host));
                 CHECK_EQ_INT(parts.port, good[i].port);
         }
@@ -180,9 +180,11 @@ static void test_host_length(void)
         int n;
 
         /* A 63-character label is fine, 64 is not. */
-        n = snprintf(u, sizeof(u), "http://%.63s.com/", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        n = snprintf(u, sizeof(u), "http://%.63s.com/",
+                     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
         CHECK(kurz_url_check((struct kurz_str){u, (size_t)n}, MAX, NULL) == NULL);
-        n = snprintf(u, sizeof(u), "http://%.64s.com/", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        n = snprintf(u, sizeof(u), "http://%.64s.com/",
+                     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
         CHECK(kurz_url_check((struct kurz_str){u, (size_t)n}, MAX, NULL) != NULL);
         /* A 300-character host is not a DNS name. */
         memcpy(u, "http://", 7);
@@ -224,13 +226,12 @@ static void test_same_origin(void)
 
 static void test_alias(void)
 {
-        static const char *const ok[] = {"abc", "my-link", "My_Link_2024", "a-_", "API2",
-                                          "apis", "healthy", "x0x"};
+        static const char *const ok[] = {"abc",  "my-link", "My_Link_2024", "a-_",
+                                         "API2", "apis",    "healthy",      "x0x"};
         static const char *const reserved[] = {
-                "api",   "API",   "Api",    "health", "HEALTH", "metrics", "admin",
-                "Admin", "static", "stats", "assets", "www",    "WWW",     "app",
-                "login", "logout", "about", "help",   "docs",   "create",  "lookup",
-                "urls",  "new",   "NEW"};
+            "api",    "API",   "Api",    "health", "HEALTH", "metrics", "admin", "Admin",
+            "static", "stats", "assets", "www",    "WWW",    "app",     "login", "logout",
+            "about",  "help",  "docs",   "create", "lookup", "urls",    "new",   "NEW"};
         char long_alias[66];
         const char *err;
 
