@@ -22,11 +22,11 @@
 
 #define DEFAULT_READERS 8
 #define DEFAULT_BUSY_MS 5000
-#define GEN_RETRIES 8           /* generated codes tried per item before giving up */
-#define LIST_MAX 1000           /* rows one list call returns at most */
-#define LEASE_MAX (1ULL << 40)  /* counter values one lease may reserve */
-#define CLEANUP_MAX (1u << 20)  /* links one cleanup call deletes at most */
-#define KEY_NAME "permutation_key"
+#define GEN_RETRIES     8            /* generated codes tried per item before giving up */
+#define LIST_MAX        1000         /* rows one list call returns at most */
+#define LEASE_MAX       (1ULL << 40) /* counter values one lease may reserve */
+#define CLEANUP_MAX     (1u << 20)   /* links one cleanup call deletes at most */
+#define KEY_NAME        "permutation_key"
 
 /* Every statement a connection may run, prepared once when it opens. Write
  * statements are prepared on readers too (harmless: query_only makes them
@@ -56,74 +56,75 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
-        [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
-        [ST_BEGIN] = "BEGIN",
-        [ST_COMMIT] = "COMMIT",
-        [ST_ROLLBACK] = "ROLLBACK",
-        [ST_INSERT] = "INSERT INTO links(code, url, url_hash, created_at, expires_at, is_alias,"
-                      " dedupe) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        /* url = ?2 compares bytes (BINARY collation): a url_hash collision
-         * never merges two different URLs. */
-        [ST_DEDUPE] = "SELECT code, created_at, expires_at FROM links WHERE url_hash = ?1 AND"
-                      " url = ?2 AND dedupe = 1 AND is_alias = 0 AND (expires_at = 0 OR"
-                      " expires_at > ?3) LIMIT 1",
-        [ST_DELETE] = "DELETE FROM links WHERE code = ?1",
-        [ST_DELETE_DAILY] = "DELETE FROM clicks_daily WHERE code = ?1",
-        [ST_CLICK] = "UPDATE links SET clicks = clicks + ?2, last_access = max(last_access, ?3)"
-                     " WHERE code = ?1",
-        [ST_CLICK_DAILY] = "INSERT INTO clicks_daily(code, day, clicks) VALUES(?1, ?2, ?3)"
-                           " ON CONFLICT(code, day) DO UPDATE SET"
-                           " clicks = clicks + excluded.clicks",
-        [ST_EXPIRED] = "SELECT code FROM links WHERE expires_at > 0 AND expires_at <= ?1"
-                       " LIMIT ?2",
-        [ST_UNUSED] = "SELECT code FROM links WHERE created_at < ?1 AND last_access < ?1"
-                      " LIMIT ?2",
-        /* The first lease inserts the row (next = n) and returns 0. */
-        [ST_LEASE] = "INSERT INTO counters(name, next) VALUES('codes', ?1) ON CONFLICT(name)"
-                     " DO UPDATE SET next = next + ?1 RETURNING next - ?1",
-        [ST_KEY_ADD] = "INSERT INTO api_keys(hash, name, created_at) VALUES(?1, ?2, ?3)"
-                       " ON CONFLICT(hash) DO UPDATE SET name = excluded.name",
-        [ST_LOOKUP] = "SELECT url, created_at, expires_at, clicks, last_access FROM links"
-                      " WHERE code = ?1",
-        [ST_KEY_CHECK] = "SELECT 1 FROM api_keys WHERE hash = ?1",
-        [ST_LIST] = "SELECT code, url, created_at, expires_at, clicks, last_access FROM links"
-                    " WHERE code > ?1 ORDER BY code LIMIT ?2",
-        [ST_COUNT_TOTAL] = "SELECT count(*) FROM links",
-        [ST_COUNT_EXPIRED] = "SELECT count(*) FROM links WHERE expires_at > 0 AND"
-                             " expires_at <= ?1",
-        [ST_PING] = "SELECT 1",
+    [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [ST_BEGIN] = "BEGIN",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_INSERT] = "INSERT INTO links(code, url, url_hash, created_at, expires_at, is_alias,"
+                  " dedupe) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* url = ?2 compares bytes (BINARY collation): a url_hash collision
+     * never merges two different URLs. Expiry is checked in C: a bound
+     * value compared with expires_at would make SQLite re-prepare the
+     * statement on every bind (it might enable the partial index). */
+    [ST_DEDUPE] = "SELECT code, created_at, expires_at FROM links WHERE url_hash = ?1 AND"
+                  " url = ?2 AND dedupe = 1 AND is_alias = 0",
+    [ST_DELETE] = "DELETE FROM links WHERE code = ?1",
+    [ST_DELETE_DAILY] = "DELETE FROM clicks_daily WHERE code = ?1",
+    [ST_CLICK] = "UPDATE links SET clicks = clicks + ?2, last_access = max(last_access, ?3)"
+                 " WHERE code = ?1",
+    [ST_CLICK_DAILY] = "INSERT INTO clicks_daily(code, day, clicks) VALUES(?1, ?2, ?3)"
+                       " ON CONFLICT(code, day) DO UPDATE SET"
+                       " clicks = clicks + excluded.clicks",
+    [ST_EXPIRED] = "SELECT code FROM links WHERE expires_at > 0 AND expires_at <= ?1"
+                   " LIMIT ?2",
+    [ST_UNUSED] = "SELECT code FROM links WHERE created_at < ?1 AND last_access < ?1"
+                  " LIMIT ?2",
+    /* The first lease inserts the row (next = n) and returns 0. */
+    [ST_LEASE] = "INSERT INTO counters(name, next) VALUES('codes', ?1) ON CONFLICT(name)"
+                 " DO UPDATE SET next = next + ?1 RETURNING next - ?1",
+    [ST_KEY_ADD] = "INSERT INTO api_keys(hash, name, created_at) VALUES(?1, ?2, ?3)"
+                   " ON CONFLICT(hash) DO UPDATE SET name = excluded.name",
+    [ST_LOOKUP] = "SELECT url, created_at, expires_at, clicks, last_access FROM links"
+                  " WHERE code = ?1",
+    [ST_KEY_CHECK] = "SELECT 1 FROM api_keys WHERE hash = ?1",
+    [ST_LIST] = "SELECT code, url, created_at, expires_at, clicks, last_access FROM links"
+                " WHERE code > ?1 ORDER BY code LIMIT ?2",
+    [ST_COUNT_TOTAL] = "SELECT count(*) FROM links",
+    [ST_COUNT_EXPIRED] = "SELECT count(*) FROM links WHERE expires_at > 0 AND"
+                         " expires_at <= ?1",
+    [ST_PING] = "SELECT 1",
 };
 
 /* Migrations: migrations[i] takes the schema from version i to i + 1. Each
  * runs in its own transaction together with the bump of schema_version.
  * Append only; never edit a released step. */
 static const char *const migrations[] = {
-        /* 1: the initial schema. links is WITHOUT ROWID so a lookup by code
-         * is one b-tree search. dedupe marks links created with the default
-         * expiry policy, the only ones a later create may be merged with. */
-        "CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;"
-        "CREATE TABLE counters(name TEXT PRIMARY KEY, next INTEGER NOT NULL) WITHOUT ROWID;"
-        "CREATE TABLE links("
-        " code TEXT PRIMARY KEY,"
-        " url TEXT NOT NULL,"
-        " url_hash INTEGER NOT NULL,"
-        " created_at INTEGER NOT NULL,"
-        " expires_at INTEGER NOT NULL DEFAULT 0,"
-        " clicks INTEGER NOT NULL DEFAULT 0,"
-        " last_access INTEGER NOT NULL DEFAULT 0,"
-        " is_alias INTEGER NOT NULL DEFAULT 0,"
-        " dedupe INTEGER NOT NULL DEFAULT 0"
-        ") WITHOUT ROWID;"
-        "CREATE INDEX links_url_hash ON links(url_hash);"
-        "CREATE INDEX links_expires_at ON links(expires_at) WHERE expires_at > 0;"
-        "CREATE TABLE clicks_daily("
-        " code TEXT NOT NULL,"
-        " day INTEGER NOT NULL,"
-        " clicks INTEGER NOT NULL DEFAULT 0,"
-        " PRIMARY KEY(code, day)"
-        ") WITHOUT ROWID;"
-        "CREATE TABLE api_keys(hash TEXT PRIMARY KEY, name TEXT, created_at INTEGER)"
-        " WITHOUT ROWID;",
+    /* 1: the initial schema. links is WITHOUT ROWID so a lookup by code
+     * is one b-tree search. dedupe marks links created with the default
+     * expiry policy, the only ones a later create may be merged with. */
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;"
+    "CREATE TABLE counters(name TEXT PRIMARY KEY, next INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE links("
+    " code TEXT PRIMARY KEY,"
+    " url TEXT NOT NULL,"
+    " url_hash INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL DEFAULT 0,"
+    " clicks INTEGER NOT NULL DEFAULT 0,"
+    " last_access INTEGER NOT NULL DEFAULT 0,"
+    " is_alias INTEGER NOT NULL DEFAULT 0,"
+    " dedupe INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX links_url_hash ON links(url_hash);"
+    "CREATE INDEX links_expires_at ON links(expires_at) WHERE expires_at > 0;"
+    "CREATE TABLE clicks_daily("
+    " code TEXT NOT NULL,"
+    " day INTEGER NOT NULL,"
+    " clicks INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(code, day)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE api_keys(hash TEXT PRIMARY KEY, name TEXT, created_at INTEGER)"
+    " WITHOUT ROWID;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KURZ_SCHEMA_VERSION,
@@ -362,8 +363,7 @@ static int db_open(const char *path, unsigned busy_ms, bool reader, sqlite3 **ou
                 if (rc < 0)
                         goto out_close_db;
                 if (strcmp(mode, "wal") != 0) {
-                        kurz_error("sqlite: %s: cannot switch to WAL mode (got %s)", path,
-                                   mode);
+                        kurz_error("sqlite: %s: cannot switch to WAL mode (got %s)", path, mode);
                         rc = KURZ_E_UNAVAILABLE;
                         goto out_close_db;
                 }
@@ -389,8 +389,8 @@ static int read_version(sqlite3 *db, int *version)
         sqlite3_stmt *st;
         int rc;
 
-        rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_version", -1,
-                                &st, NULL);
+        rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &st,
+                                NULL);
         if (rc != SQLITE_OK)
                 return db_err(db, rc, "read schema version");
         rc = sqlite3_step(st);
@@ -410,7 +410,7 @@ static int read_version(sqlite3 *db, int *version)
 static int migrate_db(sqlite3 *db, const char *path, int *version)
 {
         char bump[96];
-        int cur, rc;
+        int cur = 0, rc;
 
         for (;;) {
                 rc = exec_sql(db, "BEGIN IMMEDIATE", "begin migration");
@@ -425,6 +425,11 @@ static int migrate_db(sqlite3 *db, const char *path, int *version)
                 rc = read_version(db, &cur);
                 if (rc < 0)
                         goto out_rollback;
+                if (cur < 0) {
+                        kurz_error("sqlite: %s has an invalid schema version %d", path, cur);
+                        rc = -EPROTO;
+                        goto out_rollback;
+                }
                 if (cur > KURZ_SCHEMA_VERSION) {
                         kurz_error("sqlite: %s has schema version %d, newer than version %d "
                                    "of this kurz build; upgrade kurz",
@@ -486,8 +491,8 @@ static int conn_prepare(sqlite3 *db, struct conn **out)
         }
         c->db = db;
         for (int i = 0; i < ST_COUNT; i++) {
-                rc = sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                                        &c->st[i], NULL);
+                rc = sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i],
+                                        NULL);
                 if (rc != SQLITE_OK) {
                         rc = db_err(db, rc, stmt_sql[i]);
                         conn_close(c);
@@ -503,8 +508,8 @@ static int conn_prepare(sqlite3 *db, struct conn **out)
 static int load_key(sqlite3 *db, uint8_t key[16])
 {
         static const char sel[] = "SELECT value FROM meta WHERE key = '" KEY_NAME "'";
-        static const char ins[] = "INSERT OR IGNORE INTO meta(key, value) VALUES('" KEY_NAME
-                                  "', ?1)";
+        static const char ins[] =
+            "INSERT OR IGNORE INTO meta(key, value) VALUES('" KEY_NAME "', ?1)";
         uint8_t fresh[16];
         sqlite3_stmt *st;
         int rc, len = -1;
@@ -530,8 +535,7 @@ static int load_key(sqlite3 *db, uint8_t key[16])
                 if (len == 16)
                         return 0;
                 if (len >= 0) {
-                        kurz_error("sqlite: the stored permutation key has %d bytes, not 16",
-                                   len);
+                        kurz_error("sqlite: the stored permutation key has %d bytes, not 16", len);
                         return -EINVAL;
                 }
                 if (getrandom(fresh, sizeof(fresh), 0) != (ssize_t)sizeof(fresh)) {
@@ -556,6 +560,7 @@ static int load_key(sqlite3 *db, uint8_t key[16])
 static int reader_get(struct kurz_sqlite *s, struct conn **out)
 {
         struct conn *c;
+        sqlite3 *db;
         int rc;
 
         pthread_mutex_lock(&s->mu);
@@ -563,8 +568,6 @@ static int reader_get(struct kurz_sqlite *s, struct conn **out)
                 if (s->n_readers < s->max_readers) {
                         s->n_readers++;
                         pthread_mutex_unlock(&s->mu);
-                        sqlite3 *db;
-
                         rc = db_open(s->db_path, s->busy_ms, true, &db);
                         if (rc == 0)
                                 rc = conn_prepare(db, &c);
@@ -684,20 +687,20 @@ static int find_dup(struct conn *c, struct kurz_create *it)
 
         sqlite3_bind_int64(st, 1, (sqlite3_int64)it->url_hash);
         sqlite3_bind_text(st, 2, it->url, (int)it->url_len, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, it->created_at);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                int64_t expires_at = sqlite3_column_int64(st, 2);
                 int len = sqlite3_column_bytes(st, 0);
 
-                if (len > 0 && len <= KURZ_CODE_MAX) {
-                        memcpy(it->code, sqlite3_column_text(st, 0), (size_t)len);
-                        it->code[len] = '\0';
-                        it->out_created_at = sqlite3_column_int64(st, 1);
-                        it->out_expires_at = sqlite3_column_int64(st, 2);
-                        it->status = KURZ_CREATE_EXISTING;
-                } else {
-                        rc = SQLITE_DONE; /* not a code we could have stored */
-                }
+                if (expires_at != 0 && expires_at <= it->created_at)
+                        continue; /* expired: cleanup will remove it */
+                if (len <= 0 || len > KURZ_CODE_MAX)
+                        continue; /* not a code we could have stored */
+                memcpy(it->code, sqlite3_column_text(st, 0), (size_t)len);
+                it->code[len] = '\0';
+                it->out_created_at = sqlite3_column_int64(st, 1);
+                it->out_expires_at = expires_at;
+                it->status = KURZ_CREATE_EXISTING;
+                break;
         }
         sqlite3_reset(st);
         return rc;
@@ -1140,11 +1143,9 @@ static int sq_list(struct kurz_store *store, const char *after, size_t limit,
                 l->last_access = sqlite3_column_int64(st, 5);
                 n++;
         }
-        if (rc == -ENOMEM)
-                ;
-        else if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+        if (rc == SQLITE_DONE || rc == SQLITE_ROW)
                 rc = 0;
-        else
+        else if (rc != -ENOMEM)
                 rc = db_err(c->db, rc, "list");
         sqlite3_reset(st);
         reader_put(s, c);
@@ -1220,7 +1221,8 @@ static void sq_close(struct kurz_store *store)
                 conn_close(c);
         }
         conn_close(s->w);
-        close(s->lock_fd); /* releases the flock */
+        if (s->lock_fd >= 0)
+                close(s->lock_fd); /* releases the flock */
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);
         free(s->db_path);
@@ -1229,19 +1231,19 @@ static void sq_close(struct kurz_store *store)
 }
 
 static const struct kurz_store_ops sqlite_ops = {
-        .lookup = sq_lookup,
-        .create_batch = sq_create_batch,
-        .remove = sq_remove,
-        .add_clicks = sq_add_clicks,
-        .cleanup = sq_cleanup,
-        .lease_counter = sq_lease_counter,
-        .permutation_key = sq_permutation_key,
-        .key_add = sq_key_add,
-        .key_check = sq_key_check,
-        .list = sq_list,
-        .count = sq_count,
-        .healthy = sq_healthy,
-        .close = sq_close,
+    .lookup = sq_lookup,
+    .create_batch = sq_create_batch,
+    .remove = sq_remove,
+    .add_clicks = sq_add_clicks,
+    .cleanup = sq_cleanup,
+    .lease_counter = sq_lease_counter,
+    .permutation_key = sq_permutation_key,
+    .key_add = sq_key_add,
+    .key_check = sq_key_check,
+    .list = sq_list,
+    .count = sq_count,
+    .healthy = sq_healthy,
+    .close = sq_close,
 };
 
 static char *db_path_of(const char *data_dir)
@@ -1305,9 +1307,11 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
         rc = make_dir(s->dir);
         if (rc < 0)
                 goto out_free_s;
-        rc = lock_dir(s->dir, &s->lock_fd);
-        if (rc < 0)
-                goto out_free_s;
+        if (!cfg->shared) {
+                rc = lock_dir(s->dir, &s->lock_fd);
+                if (rc < 0)
+                        goto out_free_s;
+        }
         /* open = lock + migrate + prepare (the statements need the tables). */
         rc = db_open(s->db_path, s->busy_ms, false, &db);
         if (rc < 0)
@@ -1330,7 +1334,8 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
         return 0;
 
 out_unlock:
-        close(s->lock_fd);
+        if (s->lock_fd >= 0)
+                close(s->lock_fd);
 out_free_s:
         free(s->db_path);
         free(s->dir);

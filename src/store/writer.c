@@ -74,7 +74,8 @@ static void *writer_main(void *arg)
 {
         struct kurz_writer *w = arg;
         struct job *job;
-        size_t n;
+        size_t n, limit;
+        int rc;
 
         pthread_mutex_lock(&w->mu);
         for (;;) {
@@ -92,7 +93,7 @@ static void *writer_main(void *arg)
                         if (!w->jhead)
                                 w->jtail = NULL;
                         pthread_mutex_unlock(&w->mu);
-                        int rc = job->fn(w->store, job->arg);
+                        rc = job->fn(w->store, job->arg);
                         if (job->done)
                                 job->done(job->arg, rc);
                         free(job);
@@ -101,7 +102,7 @@ static void *writer_main(void *arg)
                 }
                 /* Take every queued create (up to max_batch) submitted before
                  * the next job. */
-                size_t limit = w->max_batch;
+                limit = w->max_batch;
                 if (w->jhead && w->jhead->after - w->taken < limit)
                         limit = (size_t)(w->jhead->after - w->taken);
                 for (n = 0; n < limit && w->head; n++) {
