@@ -37,12 +37,12 @@
 #include "util/hash.h"
 #include "util/qsbr.h"
 
-#define L1_MAX_SHARDS 64
-#define L1_MIN_PER_SHARD 64 /* fewer, larger shards for small caches */
-#define L1_CODE_MAX 1024    /* far above KURZ_CODE_MAX; bounds what we copy */
-#define L1_URL_MAX (1u << 20)
-#define FREQ_MAX 3
-#define RECLAIM_EVERY 64 /* retires per shard between kurz_qsbr_reclaim calls */
+#define L1_MAX_SHARDS    64
+#define L1_MIN_PER_SHARD 64   /* fewer, larger shards for small caches */
+#define L1_CODE_MAX      1024 /* far above KURZ_CODE_MAX; bounds what we copy */
+#define L1_URL_MAX       (1u << 20)
+#define FREQ_MAX         3
+#define RECLAIM_EVERY    64 /* retires per shard between kurz_qsbr_reclaim calls */
 
 struct entry {
         struct kurz_qsbr_node qnode; /* used by qsbr after unlink; readers never touch it */
@@ -511,8 +511,8 @@ static int put_entry(struct kurz_l1 *c, struct kurz_str code, struct kurz_str ur
         return rc;
 }
 
-int kurz_l1_put(struct kurz_l1 *c, struct kurz_str code, struct kurz_str url,
-                int64_t expires_at, uint64_t seq, uint64_t now_ms)
+int kurz_l1_put(struct kurz_l1 *c, struct kurz_str code, struct kurz_str url, int64_t expires_at,
+                uint64_t seq, uint64_t now_ms)
 {
         uint64_t expire_ms = now_ms + c->ttl_ms;
 

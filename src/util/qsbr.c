@@ -52,7 +52,7 @@ struct reader_slot {
 struct kurz_qsbr {
         alignas(CACHE_LINE) _Atomic uint64_t global; /* starts at 1, never 0 */
         char pad0[CACHE_LINE - sizeof(uint64_t)];
-        pthread_mutex_t lock;          /* protects retired */
+        pthread_mutex_t lock;           /* protects retired */
         struct kurz_qsbr_node *retired; /* newest first: epochs decrease along it */
         _Atomic size_t pending;
         unsigned nreaders;

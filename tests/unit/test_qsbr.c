@@ -78,9 +78,9 @@ struct obj {
         uint64_t value;
 };
 
-#define MAGIC 0x6b75727a71736272ull
+#define MAGIC   0x6b75727a71736272ull
 #define READERS 3
-#define ROUNDS 200000
+#define ROUNDS  200000
 
 static struct kurz_qsbr *stress_q;
 static _Atomic(struct obj *) shared;
