@@ -36,9 +36,13 @@ build/test/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(SAN) $(CPPFLAGS) -MMD -MP -c -o $@ $<
 
-build/test/unit/%: tests/unit/%.c tests/unit/test.h $(TLIB_OBJ)
+build/test/libkurz.a: $(TLIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+build/test/unit/%: tests/unit/%.c tests/unit/test.h build/test/libkurz.a
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) $(SAN) $(CPPFLAGS) -Itests/unit -o $@ $< $(TLIB_OBJ) $(LIBS)
+	$(CC) $(WARN) $(SAN) $(CPPFLAGS) -Itests/unit -o $@ $< build/test/libkurz.a $(LIBS)
 
 deps:
 	scripts/install-deps

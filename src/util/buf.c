@@ -16,14 +16,14 @@ int kurz_buf_reserve(struct kurz_buf *b, size_t n)
 
         if (n > limit || b->len > limit - n)
                 return -E2BIG;
-        need = b->len + n;
+        need = b->len + n + 1; /* room for the terminating NUL */
         if (need <= b->cap)
                 return 0;
         ncap = b->cap ? b->cap : 256;
         while (ncap < need)
                 ncap *= 2;
-        if (ncap > limit)
-                ncap = limit;
+        if (ncap > limit + 1)
+                ncap = limit + 1;
         np = realloc(b->p, ncap);
         if (!np)
                 return -ENOMEM;
@@ -43,6 +43,7 @@ int kurz_buf_append(struct kurz_buf *b, const void *data, size_t n)
                 return rc;
         memcpy(b->p + b->len, data, n);
         b->len += n;
+        b->p[b->len] = '\0';
         return 0;
 }
 
@@ -56,7 +57,7 @@ int kurz_buf_printf(struct kurz_buf *b, const char *fmt, ...)
         va_end(ap);
         if (n < 0)
                 return -EINVAL;
-        rc = kurz_buf_reserve(b, (size_t)n + 1);
+        rc = kurz_buf_reserve(b, (size_t)n);
         if (rc < 0)
                 return rc;
         va_start(ap, fmt);
@@ -70,10 +71,12 @@ void kurz_buf_consume(struct kurz_buf *b, size_t n)
 {
         if (n >= b->len) {
                 b->len = 0;
-                return;
+        } else {
+                memmove(b->p, b->p + n, b->len - n);
+                b->len -= n;
         }
-        memmove(b->p, b->p + n, b->len - n);
-        b->len -= n;
+        if (b->p)
+                b->p[b->len] = '\0';
 }
 
 void kurz_buf_free(struct kurz_buf *b)

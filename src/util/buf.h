@@ -6,6 +6,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+/* Once anything was appended, p[len] is always a NUL, so p is also a C
+ * string (unless binary data with NULs was appended). */
 struct kurz_buf {
         char *p;      /* owned; NULL until the first append */
         size_t len;   /* bytes used */

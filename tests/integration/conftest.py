@@ -30,13 +30,30 @@ def kurz_module(tmp_path_factory):
     f.close()
 
 
+@pytest.fixture(autouse=True)
+def _watch_shared_servers(request):
+    """After each test: a shared server that died during it fails that test
+    (with its stderr) and is replaced, so later tests still run."""
+    f = request.getfixturevalue("kurz_module") if "kurz_module" in request.fixturenames else None
+    yield
+    if f is not None:
+        crashes = f.revive_all()
+        if crashes:
+            pytest.fail("\n\n".join(crashes), pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def srv(kurz_module):
-    """A shared server with default options except no create rate limit."""
-    return kurz_module.start(["--create-rate-limit", "0"])
+    """A shared server with default options except no create rate limit. Its
+    data dir has an admin key (srv.admin_key), made before the server started;
+    test_cli checks that keys made while a server runs work too."""
+    d = kurz_module.new_data_dir()
+    key = kurz_module.admin_key(d)
+    s = kurz_module.start(["--create-rate-limit", "0"], data_dir=d)
+    s.admin_key = key
+    return s
 
 
 @pytest.fixture(scope="module")
-def admin_key(kurz_module, srv):
-    """An admin key for srv, created while it runs."""
-    return kurz_module.admin_key(srv.data_dir)
+def admin_key(srv):
+    return srv.admin_key

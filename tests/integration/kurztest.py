@@ -68,6 +68,7 @@ class Server:
         self.proc = None
         self.port = None
         self.expected_exit = False
+        self.launches = 0
         Server._seq += 1
         self.name = "kurz%d" % Server._seq
 
@@ -80,10 +81,11 @@ class Server:
         return cmd + self.args
 
     def start(self, port=None):
-        for attempt in range(4):
+        for _ in range(4):
             p = port or free_port()
-            self.out_path = self.workdir / ("%s-%d.stdout" % (self.name, attempt))
-            self.err_path = self.workdir / ("%s-%d.stderr" % (self.name, attempt))
+            self.launches += 1
+            self.out_path = self.workdir / ("%s-%d.stdout" % (self.name, self.launches))
+            self.err_path = self.workdir / ("%s-%d.stderr" % (self.name, self.launches))
             with open(self.out_path, "wb") as o, open(self.err_path, "wb") as e:
                 self.proc = subprocess.Popen(self.command(p), stdout=o, stderr=e,
                                              stdin=subprocess.DEVNULL,
@@ -113,6 +115,17 @@ class Server:
         self.proc.kill()
         self.proc.wait()
         return None
+
+    def revive(self):
+        """If the process died on its own, records that and starts a new one on
+        the same data dir, so one crash does not fail every later test of a
+        module that shares this server."""
+        if self.proc is None or self.running() or self.expected_exit:
+            return None
+        msg = "%s died unexpectedly with exit %s\nstderr:\n%s" % (
+            self.name, self.proc.returncode, self.stderr_tail())
+        self.start()
+        return msg
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -155,9 +168,22 @@ class Server:
         except FileNotFoundError:
             return ""
 
-    def stderr_tail(self, n=12000):
+    def stderr_tail(self, n=6000):
+        """The interesting part of stderr: a sanitizer report's first stack,
+        else the last n characters; with the path of the whole file."""
         e = self.stderr()
-        return e if len(e) <= n else "...\n" + e[-n:]
+        lines = e.splitlines()
+        for i, l in enumerate(lines):
+            if any(m in l for m in SANITIZER_MARKERS):
+                keep = []
+                for l2 in lines[i:i + 40]:
+                    if keep and not l2.strip():
+                        break
+                    keep.append(l2)
+                keep += [l2 for l2 in lines if l2.startswith("SUMMARY:")]
+                return "\n".join(keep) + "\n(full stderr: %s)" % self.err_path
+        e = e if len(e) <= n else "...\n" + e[-n:]
+        return e + "\n(full stderr: %s)" % self.err_path
 
     def assert_clean(self):
         bad = sanitizer_lines(self.stderr())
@@ -233,6 +259,10 @@ class ServerFactory:
         assert len(lines) == 1, "create-key must print one line, got %r" % r.stdout
         assert len(lines[0]) >= 16 and " " not in lines[0], "implausible key %r" % lines[0]
         return lines[0]
+
+    def revive_all(self):
+        """Restarts crashed shared servers; returns their crash reports."""
+        return [m for m in (s.revive() for s in self.servers) if m]
 
     def close(self):
         problems = []
@@ -486,7 +516,7 @@ class Raw:
         """True when nothing (not even EOF) arrives within seconds."""
         self.sock.settimeout(seconds)
         try:
-            d = self.sock.recv(65536, socket.MSG_PEEK)
+            self.sock.recv(65536, socket.MSG_PEEK)
         except (socket.timeout, TimeoutError):
             return True
         except ConnectionResetError:
