@@ -399,8 +399,13 @@ static int add_request(struct loop *l, struct conn *c, uint64_t t0)
         unsigned kind = 0;
         long n;
 
-        if (c->woff == c->wlen)
+        if (c->woff == c->wlen) {
                 c->woff = c->wlen = 0;
+        } else if (c->woff > 0) {
+                memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+                c->wlen -= c->woff;
+                c->woff = 0;
+        }
         n = l->wl->build(l->wl->ctx, l->next_seq, c->wbuf + c->wlen, wfree(c), &kind);
         if (n < 0)
                 return -1;
@@ -546,16 +551,16 @@ static void reconnect(struct loop *l)
 
 static uint64_t wait_ns(struct loop *l)
 {
-        uint64_t wait = MAX_WAIT_NS, t;
+        uint64_t wait = MAX_WAIT_NS, t, now = kurz_lg_now();
 
         if (l->cfg->rate > 0 && !l->dispatch_over && !out_of_requests(l)) {
                 t = due_of(l, l->next_seq);
-                if (t <= l->now)
-                        wait = l->nidle ? 0 : SWEEP_NS; /* backlog: wait for a connection */
-                else if (t - l->now < wait)
-                        wait = t - l->now;
-        } else if (l->cfg->rate <= 0 && l->now < l->cfg->start_ns) {
-                wait = l->cfg->start_ns - l->now;
+                if (t <= now)
+                        wait = SWEEP_NS; /* backlog: a completion or a reconnect wakes us */
+                else if (t - now < wait)
+                        wait = t - now;
+        } else if (l->cfg->rate <= 0 && now < l->cfg->start_ns) {
+                wait = l->cfg->start_ns - now;
         }
         return wait < MAX_WAIT_NS ? wait : MAX_WAIT_NS;
 }
@@ -564,14 +569,14 @@ static int loop_wait(struct loop *l, struct epoll_event *evs, uint64_t ns)
 {
         struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
                               .tv_nsec = (long)(ns % 1000000000ull)};
-        static bool no_pwait2;
+        static atomic_bool no_pwait2;
         int n;
 
-        if (!no_pwait2) {
+        if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
                 n = epoll_pwait2(l->ep, evs, MAX_EVENTS, &ts, NULL);
                 if (n >= 0 || errno != ENOSYS)
                         return n;
-                no_pwait2 = true;
+                atomic_store_explicit(&no_pwait2, true, memory_order_relaxed);
         }
         return epoll_wait(l->ep, evs, MAX_EVENTS, (int)((ns + 999999) / 1000000));
 }
@@ -612,6 +617,7 @@ static int loop_init(struct loop *l, const struct kurz_lg_config *cfg,
         unsigned i;
 
         memset(l, 0, sizeof(*l));
+        l->ep = -1;
         l->cfg = cfg;
         l->wl = wl;
         l->st = st;
@@ -628,10 +634,12 @@ static int loop_init(struct loop *l, const struct kurz_lg_config *cfg,
         if (!l->conns || !l->idle || !l->dirty)
                 return -ENOMEM;
         for (i = 0; i < l->n; i++) {
+                l->conns[i].fd = -1;
+                l->conns[i].state = C_DOWN;
+        }
+        for (i = 0; i < l->n; i++) {
                 struct conn *c = &l->conns[i];
 
-                c->fd = -1;
-                c->state = C_DOWN;
                 c->rbuf = malloc(RBUF_CAP);
                 c->wbuf = malloc(WBUF_CAP);
                 c->q = calloc(cfg->depth, sizeof(*c->q));
@@ -710,8 +718,6 @@ int kurz_lg_run(const struct kurz_lg_config *cfg, const struct kurz_lg_workload 
                         if (!drain_end)
                                 drain_end = l.now + cfg->timeout_ns + SWEEP_NS * 20;
                         else if (l.now >= drain_end)
-                                break;
-                        if (l.stopped_early && l.now >= drain_end)
                                 break;
                 }
                 n = loop_wait(&l, evs, wait_ns(&l));

@@ -170,6 +170,24 @@ static int open_listener(const struct sockaddr_storage *ss, socklen_t len, int *
         return 0;
 }
 
+/* SO_REUSEPORT would let a second server (another kurz, anything run by the
+ * same user) silently share the port and half the traffic. Binding a probe
+ * without it first fails when anyone listens there already. */
+static int probe_port_free(const struct sockaddr_storage *ss, socklen_t len)
+{
+        int one = 1;
+        int fd, rc = 0;
+
+        fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+            bind(fd, (const struct sockaddr *)ss, len) < 0)
+                rc = -errno;
+        close(fd);
+        return rc;
+}
+
 static int bound_port(int fd, unsigned *port)
 {
         struct sockaddr_storage ss;
@@ -516,6 +534,11 @@ int kurz_http_server_new(const struct kurz_http_config *cfg, struct kurz_http_se
         if (rc < 0)
                 goto out_close_loops;
         s->port = cfg->port;
+        if (s->port != 0) {
+                rc = probe_port_free(&ss, sslen);
+                if (rc < 0)
+                        goto out_close_loops;
+        }
         for (unsigned i = 0; i < s->nloops; i++) {
                 /* With port 0 the first bind picks the port, the others join it. */
                 set_port(&ss, s->port);
