@@ -63,6 +63,8 @@ int kurz_httpc_parse(const char *buf, size_t len, bool head_request, struct kurz
         out->close = false;
 
         line = (const char *)memchr(buf, '\n', (size_t)(end - buf) + 2) + 1;
+        if (line[-2] != '\r')
+                return -EPROTO; /* bare LF */
         while (line < end + 2) {
                 next = memchr(line, '\n', (size_t)(end + 4 - line));
                 llen = (size_t)(next - line);

@@ -100,6 +100,9 @@ void kurz_lg_stats_merge(struct kurz_lg_stats *dst, const struct kurz_lg_stats *
                 dst->window_start_ns = src->window_start_ns;
         if (src->window_ns > dst->window_ns)
                 dst->window_ns = src->window_ns;
+        if (src->first_completion_ns &&
+            (!dst->first_completion_ns || src->first_completion_ns < dst->first_completion_ns))
+                dst->first_completion_ns = src->first_completion_ns;
         if (src->last_completion_ns > dst->last_completion_ns)
                 dst->last_completion_ns = src->last_completion_ns;
 }
@@ -266,6 +269,8 @@ static void complete(struct loop *l, struct conn *c, int status, const char *bod
                 } else {
                         st->err[KURZ_LG_ERR_STATUS]++;
                 }
+                if (!st->first_completion_ns)
+                        st->first_completion_ns = l->now;
                 st->last_completion_ns = l->now;
         }
         if (l->wl->done)

@@ -42,7 +42,8 @@ struct kurz_lg_stats {
         uint64_t connects;                   /* successful connects (incl. reconnects) */
         uint64_t window_start_ns;
         uint64_t window_ns;          /* length of the window actually run */
-        uint64_t last_completion_ns; /* monotonic time of the last counted response */
+        uint64_t first_completion_ns; /* monotonic time of the first counted response */
+        uint64_t last_completion_ns;  /* and of the last */
 };
 
 void kurz_lg_stats_merge(struct kurz_lg_stats *dst, const struct kurz_lg_stats *src);

@@ -18,6 +18,7 @@
 #define KURZ_E_UNAVAILABLE (-10002) /* backend down or failing: answer 503 */
 
 struct kurz_store;
+struct kurz_buf; /* util/buf.h */
 
 /* A stored link. url is owned by whoever the call says. */
 struct kurz_link {
@@ -117,6 +118,9 @@ struct kurz_store_ops {
         bool (*healthy)(struct kurz_store *s);
         /* Closes connections and frees s. */
         void (*close)(struct kurz_store *s);
+        /* Optional (NULL allowed): appends the backend's own Prometheus text
+         * (pools, replica health, read routing) to out. Thread-safe. */
+        int (*metrics)(struct kurz_store *s, struct kurz_buf *out);
 };
 
 /* Every backend's handle starts with this. */

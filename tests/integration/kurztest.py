@@ -150,11 +150,6 @@ class Server:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(STOP_TIMEOUT)
 
-    def restart(self):
-        """A new process on the same data dir (and args), on a new port."""
-        s = Server(self.workdir, self.data_dir, self.args, self.env, self.defaults)
-        return s.start()
-
     # ---- output ----------------------------------------------------------
     def stdout(self):
         try:

@@ -86,7 +86,7 @@ def test_migrate_prints_schema_version(kurz, tmp_path):
     assert get(s.port, "/" + j["shortCode"]).status == 302
 
 
-def test_admin_key_works_and_is_not_stored_in_clear(kurz):
+def test_admin_key_made_while_server_runs_works_and_is_hashed(kurz):
     s = kurz.start(["--create-rate-limit", "0"])
     key = kurz.admin_key(s.data_dir, name="ops")
     key2 = kurz.admin_key(s.data_dir)
