@@ -122,14 +122,14 @@ const char *kurz_httpc_json_str(const char *body, size_t len, const char *name, 
                     body[i + 1 + nlen] != '"')
                         continue;
                 j = i + nlen + 2;
-                while (j < len && (body[j] == ' ' || body[j] == '\t' || body[j] == '\n' ||
-                                   body[j] == '\r'))
+                while (j < len &&
+                       (body[j] == ' ' || body[j] == '\t' || body[j] == '\n' || body[j] == '\r'))
                         j++;
                 if (j >= len || body[j] != ':')
                         continue;
                 j++;
-                while (j < len && (body[j] == ' ' || body[j] == '\t' || body[j] == '\n' ||
-                                   body[j] == '\r'))
+                while (j < len &&
+                       (body[j] == ' ' || body[j] == '\t' || body[j] == '\n' || body[j] == '\r'))
                         j++;
                 if (j >= len || body[j] != '"')
                         return NULL;

@@ -215,7 +215,8 @@ static int parse_url(const char *url, bool allow_remote, struct target *t)
         snprintf(t->url, sizeof(t->url), "%s", url);
         auth = url + 7;
         auth_end = auth + strcspn(auth, "/?#");
-        if (auth_end == auth || (size_t)(auth_end - auth) > MAX_HOST_LEN || memchr(auth, '@', (size_t)(auth_end - auth)))
+        if (auth_end == auth || (size_t)(auth_end - auth) > MAX_HOST_LEN ||
+            memchr(auth, '@', (size_t)(auth_end - auth)))
                 goto out_bad;
         if (*auth == '[') {
                 h = auth + 1;
@@ -265,8 +266,9 @@ static int parse_url(const char *url, bool allow_remote, struct target *t)
         t->addr_len = res->ai_addrlen;
         freeaddrinfo(res);
         if (!allow_remote && !is_loopback(&t->addr)) {
-                fprintf(stderr, "kurz-bench: %s is not a loopback address; pass --allow-remote "
-                                "to load another machine\n",
+                fprintf(stderr,
+                        "kurz-bench: %s is not a loopback address; pass --allow-remote "
+                        "to load another machine\n",
                         host);
                 return -EINVAL;
         }
@@ -278,6 +280,19 @@ out_bad:
 }
 
 /* ---- codes file ---------------------------------------------------------------- */
+
+/* Codes go into the request line as they are: printable, no space, '?', '#'
+ * or '%' (kurz codes and aliases are [0-9A-Za-z_-]). */
+static bool code_chars_ok(const char *s, size_t len)
+{
+        size_t i;
+
+        for (i = 0; i < len; i++)
+                if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f || s[i] == '?' ||
+                    s[i] == '#' || s[i] == '%')
+                        return false;
+        return true;
+}
 
 static void codes_free(struct codes *c)
 {
@@ -323,7 +338,7 @@ static int codes_load(const char *path, struct codes *c)
                         len -= (size_t)(slash + 1 - s);
                         s = slash + 1;
                 }
-                if (len == 0 || len > MAX_CODE_LEN || strcspn(s, " \t?#%") < len)
+                if (len == 0 || len > MAX_CODE_LEN || !code_chars_ok(s, len))
                         continue;
                 if (c->n + 1 >= MAX_CODES || blob_len + len > UINT32_MAX) {
                         fprintf(stderr, "kurz-bench: %s: too many codes\n", path);
@@ -387,10 +402,10 @@ static long build_create(struct wctx *w, char *buf, size_t cap)
         char body[160];
         int blen, n;
 
-        blen = snprintf(body, sizeof(body),
-                        "{\"originalUrl\":\"https://example.com/kb/%016" PRIx64 "/%u/%" PRIu64
-                        "\"}",
-                        w->run_id, w->thread, w->created);
+        blen =
+            snprintf(body, sizeof(body),
+                     "{\"originalUrl\":\"https://example.com/kb/%016" PRIx64 "/%u/%" PRIu64 "\"}",
+                     w->run_id, w->thread, w->created);
         n = snprintf(buf, cap,
                      "POST %s/api/v1/create/shorten HTTP/1.1\r\nHost: %s\r\n"
                      "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
@@ -498,9 +513,8 @@ static void raise_nofile(unsigned need)
         struct rlimit rl;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need + 64) {
-                rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need + 64
-                                      ? need + 64
-                                      : rl.rlim_max;
+                rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need + 64 ? need + 64
+                                                                                      : rl.rlim_max;
                 setrlimit(RLIMIT_NOFILE, &rl);
         }
 }
@@ -540,7 +554,8 @@ static int run_threads(const struct opts *o, const struct codes *codes, const st
                 a->stats = &stats[i];
                 a->cfg.addr = o->tgt.addr;
                 a->cfg.addr_len = o->tgt.addr_len;
-                a->cfg.connections = o->connections / o->threads + (i < o->connections % o->threads);
+                a->cfg.connections =
+                    o->connections / o->threads + (i < o->connections % o->threads);
                 a->cfg.rate = o->rate / o->threads;
                 a->cfg.stride = o->threads;
                 a->cfg.offset = i;
@@ -550,7 +565,8 @@ static int run_threads(const struct opts *o, const struct codes *codes, const st
                 a->cfg.duration_ns = o->duration_ns;
                 a->cfg.timeout_ns = o->timeout_ns;
                 if (o->requests)
-                        a->cfg.max_requests = o->requests / o->threads + (i < o->requests % o->threads);
+                        a->cfg.max_requests =
+                            o->requests / o->threads + (i < o->requests % o->threads);
                 a->cfg.stop = &stop_flag;
 
                 w->o = o;
@@ -561,8 +577,8 @@ static int run_threads(const struct opts *o, const struct codes *codes, const st
                 kurz_rng_seed(&w->rng, o->seed + i * 0x9e3779b97f4a7c15ull);
                 w->thread = i;
                 w->run_id = run_id;
-                w->get_head_len = (size_t)snprintf(w->get_head, sizeof(w->get_head), "GET %s/",
-                                                   o->tgt.prefix);
+                w->get_head_len =
+                    (size_t)snprintf(w->get_head, sizeof(w->get_head), "GET %s/", o->tgt.prefix);
                 w->get_tail_len = (size_t)snprintf(w->get_tail, sizeof(w->get_tail),
                                                    " HTTP/1.1\r\nHost: %s\r\n\r\n", o->tgt.host);
                 w->target = load_target / o->threads + (i < load_target % o->threads);
@@ -600,14 +616,15 @@ static int run_threads(const struct opts *o, const struct codes *codes, const st
 /* ---- reports --------------------------------------------------------------------------- */
 
 static const char *const err_names[KURZ_LG_ERR_KINDS] = {
-        [KURZ_LG_ERR_CONNECT] = "connect", [KURZ_LG_ERR_TIMEOUT] = "timeout",
-        [KURZ_LG_ERR_UNSENT] = "unsent",   [KURZ_LG_ERR_READ] = "read",
-        [KURZ_LG_ERR_WRITE] = "write",     [KURZ_LG_ERR_PARSE] = "parse",
-        [KURZ_LG_ERR_STATUS] = "status",
+    [KURZ_LG_ERR_CONNECT] = "connect", [KURZ_LG_ERR_TIMEOUT] = "timeout",
+    [KURZ_LG_ERR_UNSENT] = "unsent",   [KURZ_LG_ERR_READ] = "read",
+    [KURZ_LG_ERR_WRITE] = "write",     [KURZ_LG_ERR_PARSE] = "parse",
+    [KURZ_LG_ERR_STATUS] = "status",
 };
 
 static const double pcts[] = {50, 90, 99, 99.9, 99.99};
 static const char *const pct_names[] = {"p50", "p90", "p99", "p99_9", "p99_99"};
+static const char *const pct_labels[] = {"p50", "p90", "p99", "p99.9", "p99.99"};
 #define NPCTS (sizeof(pcts) / sizeof(pcts[0]))
 
 static uint64_t total_errors(const struct kurz_lg_stats *st)
@@ -657,8 +674,9 @@ static void print_text(FILE *f, const struct opts *o, const struct kurz_lg_stats
         if (o->workload != WL_CREATE)
                 fprintf(f, "  codes %s, zipf s=%.2f, seed %" PRIu64 "\n", o->codes_file, o->zipf,
                         o->seed);
-        fprintf(f, "  requests   %" PRIu64 " due, %" PRIu64 " sent, %" PRIu64 " answered, %" PRIu64
-                   " ok, %" PRIu64 " errors\n",
+        fprintf(f,
+                "  requests   %" PRIu64 " due, %" PRIu64 " sent, %" PRIu64 " answered, %" PRIu64
+                " ok, %" PRIu64 " errors\n",
                 st->due, st->sent, st->completed, st->ok, total_errors(st));
         fprintf(f, "  rate       %.1f answered/s, %.1f ok/s", per_sec(st, st->completed),
                 per_sec(st, st->ok));
@@ -667,7 +685,7 @@ static void print_text(FILE *f, const struct opts *o, const struct kurz_lg_stats
         fprintf(f, "\n  latency    (%s, ok responses only)\n",
                 o->rate > 0 ? "from the time each request was due" : "from send");
         for (i = 0; i < NPCTS; i++)
-                fprintf(f, "    %-8s %10.3f ms\n", pct_names[i],
+                fprintf(f, "    %-8s %10.3f ms\n", pct_labels[i],
                         kurz_hdr_percentile(&st->lat, pcts[i]) / 1e6);
         fprintf(f, "    %-8s %10.3f ms\n    %-8s %10.3f ms\n", "max", st->lat.max / 1e6, "mean",
                 kurz_hdr_mean(&st->lat) / 1e6);
@@ -707,10 +725,20 @@ static void print_json(FILE *f, const struct opts *o, const struct kurz_lg_stats
         unsigned i;
         bool any = false;
 
-        fprintf(f, "{\n  \"workload\": \"%s\",\n  \"url\": \"%s\",\n", workload_names[o->workload],
-                o->tgt.url);
-        fprintf(f, "  \"mode\": \"%s\",\n  \"rate_target\": %.1f,\n", o->rate > 0 ? "open" : "closed",
-                o->rate);
+        fprintf(f, "{\n  \"workload\": \"%s\",\n  \"url\": \"", workload_names[o->workload]);
+        for (i = 0; o->tgt.url[i]; i++) {
+                unsigned char ch = (unsigned char)o->tgt.url[i];
+
+                if (ch == '"' || ch == '\\')
+                        fprintf(f, "\\%c", ch);
+                else if (ch < 0x20)
+                        fprintf(f, "\\u%04x", ch);
+                else
+                        fputc(ch, f);
+        }
+        fprintf(f, "\",\n");
+        fprintf(f, "  \"mode\": \"%s\",\n  \"rate_target\": %.1f,\n",
+                o->rate > 0 ? "open" : "closed", o->rate);
         fprintf(f, "  \"connections\": %u,\n  \"threads\": %u,\n  \"depth\": %u,\n", o->connections,
                 o->threads, o->rate > 0 ? o->pipeline : o->depth);
         fprintf(f, "  \"duration_s\": %.3f,\n  \"warmup_s\": %.3f,\n", st->window_ns / 1e9,
@@ -768,51 +796,57 @@ static int write_spectrum(const char *path, const struct kurz_hdr *h)
 /* ---- subcommands ------------------------------------------------------------------------ */
 
 static const char usage_main[] =
-        "usage: kurz-bench COMMAND [options]   (kurz-bench COMMAND --help)\n"
-        "  run       drive a server at a fixed rate (open loop) or at saturation\n"
-        "  load N    create N links and write their codes to a file\n"
-        "  lru-sim   hit rate of an ideal LRU cache on the Zipf trace `run --seed` sends\n";
+    "usage: kurz-bench COMMAND [options]   (kurz-bench COMMAND --help)\n"
+    "  run       drive a server at a fixed rate (open loop) or at saturation\n"
+    "  load N    create N links and write their codes to a file\n"
+    "  lru-sim   hit rate of an ideal LRU cache on the Zipf trace `run --seed` sends\n"
+    "  zipf-trace  print that trace\n";
 
 static const char usage_run[] =
-        "usage: kurz-bench run [options]\n"
-        "  --url URL            http://host[:port][/prefix] (default http://127.0.0.1:8080);\n"
-        "                       loopback only unless --allow-remote\n"
-        "  --workload W         redirect (GET /CODE, expects 302), create (POST\n"
-        "                       /api/v1/create/shorten with unique URLs, expects 201),\n"
-        "                       mixed (both, see --mix)                 default redirect\n"
-        "  --codes FILE         codes to redirect, one per line; line i has Zipf rank i\n"
-        "  --zipf S             Zipf exponent over the codes, 0 = uniform  default 1.0\n"
-        "  --seed N             seed of the code sequence (thread i uses a derived one)\n"
-        "  --mix R:W            reads:writes of mixed                    default 100:1\n"
-        "  --rate N             requests/s over all connections (20k = 20000); latency is\n"
-        "                       measured from when each request was due. 0 = closed loop\n"
-        "  --closed             closed loop: each connection keeps --depth requests in\n"
-        "                       flight, as fast as the server answers\n"
-        "  --depth K            closed loop: requests in flight per connection  default 1\n"
-        "  --max-pipeline K     open loop: most requests queued on one connection when\n"
-        "                       it falls behind                          default 32\n"
-        "  --duration DUR       measured time (ms, s, m, h)              default 10s\n"
-        "  --warmup DUR         sent first, not measured                 default 0\n"
-        "  --requests N         stop after N requests (warmup included)\n"
-        "  --connections N      keep-alive connections                   default 50\n"
-        "  --threads N          event loops, each with its share of connections and rate\n"
-        "  --timeout DUR        per request and per connect              default 2s\n"
-        "  --json FILE          also write the results as JSON\n"
-        "  --format text|json   what goes to stdout                      default text\n"
-        "  --percentiles FILE   latency percentile spectrum for plotting\n";
+    "usage: kurz-bench run [options]\n"
+    "  --url URL            http://host[:port][/prefix] (default http://127.0.0.1:8080);\n"
+    "                       loopback only unless --allow-remote\n"
+    "  --workload W         redirect (GET /CODE, expects 302), create (POST\n"
+    "                       /api/v1/create/shorten with unique URLs, expects 201),\n"
+    "                       mixed (both, see --mix)                 default redirect\n"
+    "  --codes FILE         codes to redirect, one per line; line i has Zipf rank i\n"
+    "  --zipf S             Zipf exponent over the codes, 0 = uniform  default 1.0\n"
+    "  --seed N             seed of the code sequence (thread i uses a derived one)\n"
+    "  --mix R:W            reads:writes of mixed                    default 100:1\n"
+    "  --rate N             requests/s over all connections (20k = 20000); latency is\n"
+    "                       measured from when each request was due. 0 = closed loop\n"
+    "  --closed             closed loop: each connection keeps --depth requests in\n"
+    "                       flight, as fast as the server answers\n"
+    "  --depth K            closed loop: requests in flight per connection  default 1\n"
+    "  --max-pipeline K     open loop: most requests queued on one connection when\n"
+    "                       it falls behind                          default 32\n"
+    "  --duration DUR       measured time (ms, s, m, h)              default 10s\n"
+    "  --warmup DUR         sent first, not measured                 default 0\n"
+    "  --requests N         stop after N requests (warmup included)\n"
+    "  --connections N      keep-alive connections                   default 50\n"
+    "  --threads N          event loops, each with its share of connections and rate\n"
+    "  --timeout DUR        per request and per connect              default 2s\n"
+    "  --json FILE          also write the results as JSON\n"
+    "  --format text|json   what goes to stdout                      default text\n"
+    "  --percentiles FILE   latency percentile spectrum for plotting\n";
 
 static const char usage_load[] =
-        "usage: kurz-bench load N --out FILE [options]\n"
-        "  Creates N links (unique URLs, pipelined over many connections) and writes their\n"
-        "  codes to FILE, one per line. Start kurz with --create-rate-limit 0 first.\n"
-        "  --url URL  --connections N (16)  --depth K (16)  --threads N (1)  --timeout DUR (5s)\n"
-        "  --json FILE  --format text|json\n";
+    "usage: kurz-bench load N --out FILE [options]\n"
+    "  Creates N links (unique URLs, pipelined over many connections) and writes their\n"
+    "  codes to FILE, one per line. Start kurz with --create-rate-limit 0 first.\n"
+    "  --url URL  --connections N (16)  --depth K (16)  --threads N (1)  --timeout DUR (5s)\n"
+    "  --json FILE  --format text|json\n";
 
 static const char usage_lru[] =
-        "usage: kurz-bench lru-sim --keys N --cache C --zipf S --requests R [--seed N] [--skip K]\n"
-        "  Draws the same rank sequence as a one-thread `kurz-bench run --seed N` over N codes\n"
-        "  and prints the hit rate of an exact LRU cache of C entries (requests after the\n"
-        "  first K), next to the top-C probability mass (the best any cache can expect).\n";
+    "usage: kurz-bench lru-sim --keys N --cache C --zipf S --requests R [--seed N] [--skip K]\n"
+    "  Draws the same rank sequence as a one-thread `kurz-bench run --seed N` over N codes\n"
+    "  and prints the hit rate of an exact LRU cache of C entries (requests after the\n"
+    "  first K), next to the top-C probability mass (the best any cache can expect).\n";
+
+static const char usage_trace[] =
+    "usage: kurz-bench zipf-trace --keys N --zipf S --requests R [--seed N]\n"
+    "  Prints the ranks (0 = line 1 of --codes) a one-thread `kurz-bench run --seed N`\n"
+    "  draws over N codes, one per line.\n";
 
 enum {
         OPT_URL = 256,
@@ -843,32 +877,32 @@ enum {
 };
 
 static const struct option long_opts[] = {
-        {"url", required_argument, NULL, OPT_URL},
-        {"workload", required_argument, NULL, OPT_WORKLOAD},
-        {"codes", required_argument, NULL, OPT_CODES},
-        {"zipf", required_argument, NULL, OPT_ZIPF},
-        {"seed", required_argument, NULL, OPT_SEED},
-        {"mix", required_argument, NULL, OPT_MIX},
-        {"rate", required_argument, NULL, OPT_RATE},
-        {"closed", no_argument, NULL, OPT_CLOSED},
-        {"depth", required_argument, NULL, OPT_DEPTH},
-        {"max-pipeline", required_argument, NULL, OPT_PIPELINE},
-        {"duration", required_argument, NULL, OPT_DURATION},
-        {"warmup", required_argument, NULL, OPT_WARMUP},
-        {"requests", required_argument, NULL, OPT_REQUESTS},
-        {"connections", required_argument, NULL, OPT_CONNECTIONS},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"json", required_argument, NULL, OPT_JSON},
-        {"format", required_argument, NULL, OPT_FORMAT},
-        {"percentiles", required_argument, NULL, OPT_PCT},
-        {"out", required_argument, NULL, OPT_OUT},
-        {"keys", required_argument, NULL, OPT_KEYS},
-        {"cache", required_argument, NULL, OPT_CACHE},
-        {"skip", required_argument, NULL, OPT_SKIP},
-        {"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
-        {"help", no_argument, NULL, OPT_HELP},
-        {NULL, 0, NULL, 0},
+    {"url", required_argument, NULL, OPT_URL},
+    {"workload", required_argument, NULL, OPT_WORKLOAD},
+    {"codes", required_argument, NULL, OPT_CODES},
+    {"zipf", required_argument, NULL, OPT_ZIPF},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"mix", required_argument, NULL, OPT_MIX},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"closed", no_argument, NULL, OPT_CLOSED},
+    {"depth", required_argument, NULL, OPT_DEPTH},
+    {"max-pipeline", required_argument, NULL, OPT_PIPELINE},
+    {"duration", required_argument, NULL, OPT_DURATION},
+    {"warmup", required_argument, NULL, OPT_WARMUP},
+    {"requests", required_argument, NULL, OPT_REQUESTS},
+    {"connections", required_argument, NULL, OPT_CONNECTIONS},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"json", required_argument, NULL, OPT_JSON},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"percentiles", required_argument, NULL, OPT_PCT},
+    {"out", required_argument, NULL, OPT_OUT},
+    {"keys", required_argument, NULL, OPT_KEYS},
+    {"cache", required_argument, NULL, OPT_CACHE},
+    {"skip", required_argument, NULL, OPT_SKIP},
+    {"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 struct lru_opts {
@@ -1170,7 +1204,8 @@ static int cmd_load(int argc, char **argv)
         for (i = 0; i < o.threads; i++) {
                 struct wctx *w = &args[i].ctx;
 
-                fwrite(w->out, 1, w->out_len, f);
+                if (w->out_len)
+                        fwrite(w->out, 1, w->out_len, f);
                 ok += w->ok;
                 n += w->failures;
                 if (w->rate_limited)
@@ -1201,9 +1236,10 @@ static int cmd_load(int argc, char **argv)
                 fprintf(stderr, "kurz-bench load: the server answered 429: start it with "
                                 "--create-rate-limit 0\n");
         else if (ok < want)
-                fprintf(stderr, "kurz-bench load: only %" PRIu64 " of %" PRIu64
-                                " links created (last bad status %d, errors: connect %" PRIu64
-                                ", timeout %" PRIu64 ", read %" PRIu64 ", parse %" PRIu64 ")\n",
+                fprintf(stderr,
+                        "kurz-bench load: only %" PRIu64 " of %" PRIu64
+                        " links created (last bad status %d, errors: connect %" PRIu64
+                        ", timeout %" PRIu64 ", read %" PRIu64 ", parse %" PRIu64 ")\n",
                         ok, want, args[0].ctx.last_bad_status, st->err[KURZ_LG_ERR_CONNECT],
                         st->err[KURZ_LG_ERR_TIMEOUT], st->err[KURZ_LG_ERR_READ],
                         st->err[KURZ_LG_ERR_PARSE]);
@@ -1237,7 +1273,7 @@ static int cmd_lru_sim(int argc, char **argv)
         rc = parse_opts(argc, argv, usage_lru, &o, &lo, &closed);
         if (rc)
                 return rc > 0 ? 0 : 2;
-        if (!lo.keys || !lo.requests || lo.keys >= UINT32_MAX) {
+        if (!lo.keys || !o.requests || lo.keys >= UINT32_MAX) {
                 fprintf(stderr, "%s", usage_lru);
                 return 2;
         }
@@ -1252,7 +1288,7 @@ static int cmd_lru_sim(int argc, char **argv)
                 goto out_free;
         }
         kurz_rng_seed(&rng, o.seed);
-        for (i = 0; i < lo.requests; i++) {
+        for (i = 0; i < o.requests; i++) {
                 k = (uint32_t)kurz_zipf_next(&z, &rng);
                 if (in[k]) {
                         if (i >= lo.skip)
@@ -1290,7 +1326,7 @@ static int cmd_lru_sim(int argc, char **argv)
                 head = k;
                 if (tail == UINT32_MAX)
                         tail = k;
-counted:
+        counted:
                 if (i >= lo.skip)
                         counted++;
         }
@@ -1301,17 +1337,18 @@ counted:
                         mass += p;
         }
         if (o.json_stdout)
-                printf("{\"keys\": %" PRIu64 ", \"cache\": %" PRIu64 ", \"zipf\": %.3f, \"seed\": %" PRIu64
-                       ", \"requests\": %" PRIu64 ", \"skip\": %" PRIu64 ", \"hits\": %" PRIu64
+                printf("{\"keys\": %" PRIu64 ", \"cache\": %" PRIu64
+                       ", \"zipf\": %.3f, \"seed\": %" PRIu64 ", \"requests\": %" PRIu64
+                       ", \"skip\": %" PRIu64 ", \"hits\": %" PRIu64
                        ", \"lru_hit_rate\": %.6f, \"top_mass\": %.6f}\n",
-                       lo.keys, lo.cache, o.zipf, o.seed, lo.requests, lo.skip, hits,
+                       lo.keys, lo.cache, o.zipf, o.seed, o.requests, lo.skip, hits,
                        counted ? (double)hits / counted : 0.0, mass / total);
         else
                 printf("lru-sim: %" PRIu64 " keys, cache %" PRIu64 ", zipf s=%.2f, seed %" PRIu64
                        ", %" PRIu64 " requests (first %" PRIu64 " not counted)\n"
                        "  ideal LRU hit rate  %.4f (%" PRIu64 " of %" PRIu64 ")\n"
                        "  top-%" PRIu64 " mass       %.4f (best any cache can expect)\n",
-                       lo.keys, lo.cache, o.zipf, o.seed, lo.requests, lo.skip,
+                       lo.keys, lo.cache, o.zipf, o.seed, o.requests, lo.skip,
                        counted ? (double)hits / counted : 0.0, hits, counted, lo.cache,
                        mass / total);
         rc = 0;
@@ -1321,6 +1358,32 @@ out_free:
         free(next);
         free(in);
         return rc;
+}
+
+/* Prints the rank sequence (0 = most popular, i.e. line 1 of --codes) that a
+ * one-thread redirect run with the same --seed draws, one per line. */
+static int cmd_zipf_trace(int argc, char **argv)
+{
+        struct lru_opts lo = {0};
+        struct kurz_zipf z;
+        struct kurz_rng rng;
+        struct opts o;
+        bool closed = false;
+        uint64_t i;
+        int rc;
+
+        opts_defaults(&o);
+        rc = parse_opts(argc, argv, usage_trace, &o, &lo, &closed);
+        if (rc)
+                return rc > 0 ? 0 : 2;
+        if (!lo.keys || !o.requests || kurz_zipf_init(&z, lo.keys, o.zipf) < 0) {
+                fprintf(stderr, "%s", usage_trace);
+                return 2;
+        }
+        kurz_rng_seed(&rng, o.seed);
+        for (i = 0; i < o.requests; i++)
+                printf("%" PRIu64 "\n", kurz_zipf_next(&z, &rng));
+        return fflush(stdout) == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -1336,6 +1399,8 @@ int main(int argc, char **argv)
                 return cmd_load(argc - 1, argv + 1);
         if (strcmp(argv[1], "lru-sim") == 0)
                 return cmd_lru_sim(argc - 1, argv + 1);
+        if (strcmp(argv[1], "zipf-trace") == 0)
+                return cmd_zipf_trace(argc - 1, argv + 1);
         fprintf(stderr, "kurz-bench: unknown command %s\n%s", argv[1], usage_main);
         return 2;
 }

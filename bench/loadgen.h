@@ -41,7 +41,7 @@ struct kurz_lg_stats {
         uint64_t status[KURZ_LG_MAX_STATUS]; /* every response, by status */
         uint64_t connects;                   /* successful connects (incl. reconnects) */
         uint64_t window_start_ns;
-        uint64_t window_ns;          /* length of the window actually run */
+        uint64_t window_ns;           /* length of the window actually run */
         uint64_t first_completion_ns; /* monotonic time of the first counted response */
         uint64_t last_completion_ns;  /* and of the last */
 };
@@ -72,13 +72,13 @@ struct kurz_lg_config {
          * start_ns + (j * stride + offset) * 1e9 / (rate * stride). 0 = closed loop. */
         double rate;
         unsigned stride, offset;
-        unsigned depth;          /* closed: in flight per connection; open: pipeline cap */
-        uint64_t start_ns;       /* CLOCK_MONOTONIC time the schedule starts */
-        uint64_t warmup_ns;      /* not measured */
-        uint64_t duration_ns;    /* measured; UINT64_MAX = until the workload ends */
-        uint64_t timeout_ns;     /* per request and per connect */
-        uint64_t max_requests;   /* 0 = no limit */
-        atomic_bool *stop;       /* set asynchronously to end the run early */
+        unsigned depth;        /* closed: in flight per connection; open: pipeline cap */
+        uint64_t start_ns;     /* CLOCK_MONOTONIC time the schedule starts */
+        uint64_t warmup_ns;    /* not measured */
+        uint64_t duration_ns;  /* measured; UINT64_MAX = until the workload ends */
+        uint64_t timeout_ns;   /* per request and per connect */
+        uint64_t max_requests; /* 0 = no limit */
+        atomic_bool *stop;     /* set asynchronously to end the run early */
 };
 
 /* Runs one loop to completion on the calling thread. Returns 0 (errors of the

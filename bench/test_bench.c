@@ -188,9 +188,8 @@ static void test_httpc_edge_cases(void)
         CHECK_EQ_INT(P("SSH-2.0-OpenSSH", false), -EPROTO);
         CHECK_EQ_INT(P("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi", false), 1);
         CHECK(r.close);
-        CHECK_EQ_INT(P("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n",
-                       false),
-                     1);
+        CHECK_EQ_INT(
+            P("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n", false), 1);
         CHECK(!r.close);
         CHECK_EQ_INT(P("HTTP/1.1 100 Continue\r\n\r\n", false), 1);
         CHECK_EQ_INT(r.status, 100);

@@ -43,9 +43,9 @@ static inline uint64_t kurz_rng_below(struct kurz_rng *r, uint64_t n)
 struct kurz_zipf {
         uint64_t n;
         double s;
-        double h_x1;  /* H(1.5) - 1 */
-        double h_n;   /* H(n + 0.5) */
-        double sv;    /* squeeze bound */
+        double h_x1; /* H(1.5) - 1 */
+        double h_n;  /* H(n + 0.5) */
+        double sv;   /* squeeze bound */
 };
 
 /* n >= 1 ranks, exponent 0 <= s <= 10 (s = 0 is uniform). Returns 0 or -EINVAL. */

@@ -11,11 +11,11 @@
 #include "store/store.h"
 
 struct kurz_pg_config {
-        const char *database;    /* primary URL of the single shard, or NULL */
-        const char *replicas;    /* comma-separated replica URLs of it, or NULL */
-        const char *shards_file; /* shards file (wins over database), or NULL */
-        unsigned pool_max;       /* connections per node, default 50 */
-        unsigned pool_min_idle;  /* idle connections kept open per node, default 10 */
+        const char *database;        /* primary URL of the single shard, or NULL */
+        const char *replicas;        /* comma-separated replica URLs of it, or NULL */
+        const char *shards_file;     /* shards file (wins over database), or NULL */
+        unsigned pool_max;           /* connections per node, default 50 */
+        unsigned pool_min_idle;      /* idle connections kept open per node, default 10 */
         uint64_t connect_timeout_ms; /* longest wait for a pooled connection, default 30 s
                                       * (every operation also has its own, shorter deadline) */
         uint64_t idle_timeout_ms;    /* idle connections beyond min_idle close, default 10 min */

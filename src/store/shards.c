@@ -14,10 +14,10 @@
 #include "util/hash.h"
 
 #define LINE_MAX_LEN 16384
-#define UNOWNED 0xff
+#define UNOWNED      0xff
 
 static void set_err(char *err, size_t cap, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void set_err(char *err, size_t cap, const char *fmt, ...)
 {
@@ -110,8 +110,8 @@ static int parse_slot(const char *v, size_t len, size_t *i, unsigned *out)
 }
 
 /* Assigns the slot ranges "A-B,C,..." to shard idx. */
-static int add_slots(struct kurz_shards *s, unsigned idx, const char *v, size_t len,
-                     unsigned line, char *err, size_t errcap)
+static int add_slots(struct kurz_shards *s, unsigned idx, const char *v, size_t len, unsigned line,
+                     char *err, size_t errcap)
 {
         size_t i = 0;
 
@@ -209,8 +209,16 @@ static int parse_line(struct kurz_shards *s, const char *l, size_t len, unsigned
                                 return -EINVAL;
                         }
                 } else if (tok == 1) {
-                        if (wlen >= sizeof(d->name) || memchr(w, '=', wlen)) {
-                                set_err(err, errcap, "line %u: bad shard name", line);
+                        bool ok = wlen < sizeof(d->name);
+
+                        /* Names appear in logs and metric labels. */
+                        for (size_t k = 0; ok && k < wlen; k++)
+                                ok = (w[k] >= '0' && w[k] <= '9') || (w[k] >= 'a' && w[k] <= 'z') ||
+                                     (w[k] >= 'A' && w[k] <= 'Z') || w[k] == '_' || w[k] == '-' ||
+                                     w[k] == '.';
+                        if (!ok) {
+                                set_err(err, errcap,
+                                        "line %u: bad shard name (1-63 of [A-Za-z0-9_.-])", line);
                                 return -EINVAL;
                         }
                         memcpy(d->name, w, wlen);
@@ -225,8 +233,8 @@ static int parse_line(struct kurz_shards *s, const char *l, size_t len, unsigned
                 } else {
                         eq = memchr(w, '=', wlen);
                         if (!eq) {
-                                set_err(err, errcap, "line %u: expected key=value, got %.*s",
-                                        line, (int)(wlen > 40 ? 40 : wlen), w);
+                                set_err(err, errcap, "line %u: expected key=value, got %.*s", line,
+                                        (int)(wlen > 40 ? 40 : wlen), w);
                                 return -EINVAL;
                         }
                         size_t klen = (size_t)(eq - w), vlen = wlen - klen - 1;
@@ -306,8 +314,7 @@ int kurz_shards_parse(const char *text, size_t len, struct kurz_shards **out, ch
                         goto out_free;
                 }
                 if (llen > LINE_MAX_LEN) {
-                        set_err(err, errcap, "line %u: longer than %d bytes", line,
-                                LINE_MAX_LEN);
+                        set_err(err, errcap, "line %u: longer than %d bytes", line, LINE_MAX_LEN);
                         rc = -EINVAL;
                         goto out_free;
                 }
@@ -327,8 +334,9 @@ int kurz_shards_parse(const char *text, size_t len, struct kurz_shards **out, ch
                         goto out_free;
         }
         if (s->n == 0) {
-                set_err(err, errcap, "no shard lines (expected \"shard NAME primary=URL "
-                                     "slots=A-B\")");
+                set_err(err, errcap,
+                        "no shard lines (expected \"shard NAME primary=URL "
+                        "slots=A-B\")");
                 rc = -EINVAL;
                 goto out_free;
         }
@@ -414,12 +422,13 @@ int kurz_shards_single(const char *primary, const char *replicas_csv, struct kur
                 goto out_free;
         }
         if (replicas_csv && *replicas_csv) {
-                rc = add_replicas(&s->shards[0], replicas_csv, strlen(replicas_csv), 0, err,
-                                  errcap);
+                rc =
+                    add_replicas(&s->shards[0], replicas_csv, strlen(replicas_csv), 0, err, errcap);
                 if (rc < 0) {
                         if (rc == -EINVAL)
-                                set_err(err, errcap, "--replicas must be a comma-separated "
-                                                     "list of postgres://... URLs");
+                                set_err(err, errcap,
+                                        "--replicas must be a comma-separated "
+                                        "list of postgres://... URLs");
                         goto out_free;
                 }
         }

@@ -8,10 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KURZ_SLOTS 4096          /* fixed: shards move by slots, never by rehashing */
-#define KURZ_SHARDS_MAX 64       /* shards one file may list */
-#define KURZ_SHARD_REPLICAS_MAX 16 /* replicas per shard */
-#define KURZ_SHARDS_FILE_MAX (1u << 20) /* largest shards file read */
+#define KURZ_SLOTS              4096       /* fixed: shards move by slots, never by rehashing */
+#define KURZ_SHARDS_MAX         64         /* shards one file may list */
+#define KURZ_SHARD_REPLICAS_MAX 16         /* replicas per shard */
+#define KURZ_SHARDS_FILE_MAX    (1u << 20) /* largest shards file read */
 
 struct kurz_shard_def {
         char name[64];

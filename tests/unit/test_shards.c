@@ -105,6 +105,7 @@ static void test_rejects_gaps_overlaps_garbage(void)
                    "duplicate shard name");
         expect_bad("# nothing\n\n", "no shard lines");
         expect_bad("shard\n", "needs a name");
+        expect_bad("shard a\"b primary=postgres://h/d slots=0-4095\n", "bad shard name");
         expect_bad("garbage \x01\x02 here", "expected");
 }
 
@@ -125,8 +126,8 @@ static void test_single_and_routing(void)
         char err[256];
         unsigned seen[2] = {0, 0};
 
-        CHECK_EQ_INT(kurz_shards_single("postgres://u:p@h:1/db", "postgres://r1/db,postgres://r2/db",
-                                        &s, err, sizeof(err)),
+        CHECK_EQ_INT(kurz_shards_single("postgres://u:p@h:1/db",
+                                        "postgres://r1/db,postgres://r2/db", &s, err, sizeof(err)),
                      0);
         if (!s)
                 return;
@@ -136,9 +137,9 @@ static void test_single_and_routing(void)
         kurz_shards_free(s);
         CHECK_EQ_INT(kurz_shards_single("nope", NULL, &s, err, sizeof(err)), -EINVAL);
         CHECK(strstr(err, "--database") != NULL);
-        CHECK_EQ_INT(kurz_shards_single("postgres://h/db", "postgres://r/db,,", &s, err,
-                                        sizeof(err)),
-                     -EINVAL);
+        CHECK_EQ_INT(
+            kurz_shards_single("postgres://h/db", "postgres://r/db,,", &s, err, sizeof(err)),
+            -EINVAL);
 
         CHECK_EQ_INT(parse(two, &two_s, err, sizeof(err)), 0);
         if (!two_s)
