@@ -1,6 +1,7 @@
 /* main.c - the kurz command line: serve, migrate, admin create-key. Thin by
  * design: options live in config/, the service in api/service.c. */
 #include <errno.h>
+#include <stdbool.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 
 #include "api/service.h"
 #include "config/config.h"
+#include "store/pg.h"
 #include "store/sqlite.h"
 
 #define KURZ_VERSION "0.1.0"
@@ -27,14 +29,28 @@ static void usage(FILE *out)
                 KURZ_VERSION);
 }
 
+/* PostgreSQL options of the maintenance commands (--database, --shards or
+ * KURZ_DATABASE, KURZ_SHARDS); empty: the SQLite store in the data dir. */
+static const char *tool_database, *tool_shards;
+
 /* Parses the few options of the maintenance commands. */
 static int tool_args(int argc, char **argv, char *data_dir, size_t cap, const char **name)
 {
         const char *env = getenv("KURZ_DATA_DIR");
 
         snprintf(data_dir, cap, "%s", env && *env ? env : "./kurz-data");
+        tool_database = getenv("KURZ_DATABASE");
+        tool_shards = getenv("KURZ_SHARDS");
         for (int i = 1; i < argc; i++) {
-                if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
+                if (strcmp(argv[i], "--database") == 0 && i + 1 < argc) {
+                        tool_database = argv[++i];
+                } else if (strncmp(argv[i], "--database=", 11) == 0) {
+                        tool_database = argv[i] + 11;
+                } else if (strcmp(argv[i], "--shards") == 0 && i + 1 < argc) {
+                        tool_shards = argv[++i];
+                } else if (strncmp(argv[i], "--shards=", 9) == 0) {
+                        tool_shards = argv[i] + 9;
+                } else if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
                         snprintf(data_dir, cap, "%s", argv[++i]);
                 } else if (strncmp(argv[i], "--data-dir=", 11) == 0) {
                         snprintf(data_dir, cap, "%s", argv[i] + 11);
@@ -48,6 +64,20 @@ static int tool_args(int argc, char **argv, char *data_dir, size_t cap, const ch
         return 0;
 }
 
+static bool tool_uses_pg(void)
+{
+        return (tool_database && *tool_database) || (tool_shards && *tool_shards);
+}
+
+static void tool_pg_config(struct kurz_pg_config *pc)
+{
+        pc->database = tool_database;
+        pc->shards_file = tool_shards;
+        pc->pool_max = 2;
+        pc->connect_timeout_ms = 10000;
+        pc->background = false;
+}
+
 static int cmd_migrate(int argc, char **argv)
 {
         char dir[1024];
@@ -55,6 +85,18 @@ static int cmd_migrate(int argc, char **argv)
 
         if (tool_args(argc, argv, dir, sizeof(dir), NULL) < 0)
                 return 2;
+        if (tool_uses_pg()) {
+                struct kurz_pg_config pc = {0};
+
+                tool_pg_config(&pc);
+                rc = kurz_pg_migrate(&pc, &version);
+                if (rc < 0) {
+                        fprintf(stderr, "kurz: PostgreSQL migration failed: %d\n", rc);
+                        return 1;
+                }
+                printf("schema version %d\n", version);
+                return 0;
+        }
         rc = kurz_sqlite_migrate(dir, &version);
         if (rc < 0) {
                 fprintf(stderr, "kurz: migration of %s failed: %d\n", dir, rc);
@@ -93,7 +135,14 @@ static int cmd_create_key(int argc, char **argv)
         sc.readers = 1;
         sc.busy_timeout_ms = 5000;
         sc.shared = true;
-        rc = kurz_sqlite_open(&sc, &st);
+        if (tool_uses_pg()) {
+                struct kurz_pg_config pc = {0};
+
+                tool_pg_config(&pc);
+                rc = kurz_pg_open(&pc, &st);
+        } else {
+                rc = kurz_sqlite_open(&sc, &st);
+        }
         if (rc < 0) {
                 fprintf(stderr, "kurz: cannot open the store in %s: %d\n", dir, rc);
                 return 1;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api/api_int.h"
+#include "cache/l2.h"
 #include "util/json.h"
 
 #define EUNAUTH (-EACCES)
@@ -58,8 +59,14 @@ static int delete_fn(struct kurz_store *st, void *arg)
         if (rc < 0)
                 return rc;
         rc = st->ops->remove(st, j->code, j->code_len);
-        if (rc == 0 || rc == KURZ_E_NOTFOUND)
+        if (rc == 0 || rc == KURZ_E_NOTFOUND) {
+                /* L2 before L1: a miss that starts after the L1 invalidation
+                 * must not find the link in L2 (tombstone + DEL, then a
+                 * publish that drops it from every process's L1). */
+                if (j->s->l2)
+                        kurz_l2_invalidate(j->s->l2, j->code, j->code_len);
                 kurz_l1_invalidate(j->s->l1, (struct kurz_str){j->code, j->code_len});
+        }
         return rc;
 }
 

@@ -30,10 +30,15 @@ struct kurz_service {
         struct kurz_l1 *l1;
         struct kurz_ratelimit *create_limit;
         struct kurz_ratelimit *read_limit;
+        struct kurz_ratelimit *notfound_limit; /* 404s per minute per client, or NULL */
+        struct kurz_api_blocklist *blocked;    /* clients over notfound_limit */
         struct kurz_proxies *proxies;
         struct kurz_clicks *clicks;
         struct kurz_metrics *metrics;
         struct kurz_http_server *http;
+        struct kurz_redis *redis;        /* --redis / --redis-cluster, or NULL (api/fleet.h) */
+        struct kurz_l2 *l2;              /* the Redis cache tier, or NULL */
+        struct kurz_api_flight *flight;  /* single flight of redirect misses */
         bool has_base_url;
         struct kurz_url_parts base_parts; /* of cfg->base_url */
         char base_url[1024];              /* cfg->base_url without trailing '/' */
@@ -67,6 +72,25 @@ void kurz_api_client_ip(struct kurz_service *s, const struct kurz_http_request *
  * and returns false. */
 bool kurz_api_rate_ok(struct kurz_service *s, struct kurz_http_exchange *x,
                       struct kurz_ratelimit *rl, enum kurz_route route);
+/* Code enumeration: clients that draw more than cfg->max_404_per_minute 404s
+ * from the redirect and link routes get 429 on every lookup for
+ * KURZ_API_BLOCK_MS after the 404 that crossed the limit. */
+#define KURZ_API_BLOCK_MS 60000u
+/* A table of blocked clients (fixed size, lock-free; a newly blocked client
+ * may evict an older one that hashes to its slot). NULL on ENOMEM; free with
+ * kurz_api_blocklist_free(). */
+struct kurz_api_blocklist *kurz_api_blocklist_new(void);
+void kurz_api_blocklist_free(struct kurz_api_blocklist *b); /* NULL is a no-op */
+/* Before a lookup: true when the client may look codes up; otherwise answers
+ * 429 with Retry-After and returns false. Costs one atomic load while nobody
+ * is blocked. Loop thread of x. */
+bool kurz_api_lookup_allowed(struct kurz_service *s, struct kurz_http_exchange *x,
+                             enum kurz_route route);
+/* Before answering a lookup 404: counts it for the client. True when the
+ * caller should answer the 404; false when this 404 crossed the limit (the
+ * client is now blocked and x was answered 429). Loop thread of x. */
+bool kurz_api_count_404(struct kurz_service *s, struct kurz_http_exchange *x,
+                        enum kurz_route route);
 /* Unix seconds now. */
 int64_t kurz_api_now_s(void);
 /* Milliseconds of the monotonic clock. */

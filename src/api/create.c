@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include "api/api_int.h"
+#include "api/fleet.h"
+#include "cache/l2.h"
+#include "redis/client.h"
 #include "util/hash.h"
 #include "util/json.h"
 
@@ -69,6 +72,10 @@ static void create_done(struct kurz_http_exchange *x, void *arg)
                 struct kurz_str code = kurz_str_c(c->code);
                 kurz_l1_put(s->l1, code, (struct kurz_str){j->url, c->url_len},
                             c->out_expires_at, kurz_l1_seq(s->l1, code), kurz_api_now_ms());
+                /* Write-through to L2 too, in the background. */
+                if (s->l2)
+                        kurz_l2_put_async(s->l2, code.p, code.len, j->url, c->url_len,
+                                          c->out_expires_at, 0, kurz_redis_now_ms());
         }
         rc |= kurz_buf_puts(&u, j->base);
         rc |= kurz_buf_puts(&u, "/");
@@ -141,7 +148,8 @@ static const char *check_base(struct kurz_str b, struct kurz_url_parts *parts)
         return NULL;
 }
 
-void kurz_api_create(struct kurz_service *s, struct kurz_http_exchange *x)
+/* The create itself, once the client's rate limit allowed it. */
+static void create_checked(struct kurz_service *s, struct kurz_http_exchange *x)
 {
         const struct kurz_http_request *req = kurz_http_request(x);
         const char *url, *base, *alias, *exp_at;
@@ -156,13 +164,15 @@ void kurz_api_create(struct kurz_service *s, struct kurz_http_exchange *x)
         bool explicit_expiry = false;
         int rc;
 
-        if (!kurz_api_rate_ok(s, x, s->create_limit, KURZ_ROUTE_CREATE))
-                return;
         if (req->body.len == 0) {
                 bad(s, x, "request body must be a JSON object with originalUrl");
                 return;
         }
         root = json_loadb(req->body.p, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
+        /* Out of memory is not the client's fault: not a 400. jansson
+         * leaves the error empty when its lexer cannot allocate. */
+        if (!root && (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0]))
+                goto out_unavailable;
         if (!root || !json_is_object(root)) {
                 bad(s, x, "request body must be a JSON object with originalUrl");
                 goto out;
@@ -299,4 +309,11 @@ out_unavailable:
 out:
         kurz_buf_free(&basebuf);
         json_decref(root);
+}
+
+void kurz_api_create(struct kurz_service *s, struct kurz_http_exchange *x)
+{
+        /* With Redis the limit is fleet-wide and checked on the blocking
+         * pool; without, by this process inline. */
+        kurz_api_create_limited(s, x, create_checked);
 }

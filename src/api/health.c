@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "api/api_int.h"
+#include "api/fleet.h"
 
 struct health_job {
         struct kurz_service *s;
@@ -82,6 +83,9 @@ void kurz_api_metrics(struct kurz_service *s, struct kurz_http_exchange *x)
                                  last ? (double)(kurz_api_now_s() - last) : 0.0);
         rc |= kurz_metrics_gauge(&b, "kurz_clicks_dropped", "Clicks lost to allocation failure.",
                                  (double)kurz_clicks_dropped(s->clicks));
+        if (s->store->ops->metrics)
+                rc |= s->store->ops->metrics(s->store, &b);
+        rc |= kurz_api_fleet_metrics(s, &b); /* single flight, L2, Redis */
         if (rc) {
                 kurz_buf_free(&b);
                 kurz_http_respond(x, 500, NULL, 0, NULL, NULL, 0, true);

@@ -1,13 +1,15 @@
 /* api/respond.c - the response helpers every handler shares: JSON errors in
  * the plan's shape, 405 with Allow, the base URL of short links, client
- * identity and rate limiting. */
+ * identity, rate limiting and the block list against code enumeration. */
 #include <errno.h>
 #include <openssl/sha.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "api/api_int.h"
+#include "util/hash.h"
 #include "util/json.h"
 
 static const struct kurz_http_header json_nocache = {KURZ_STR_LIT("Cache-Control"),
@@ -117,6 +119,108 @@ bool kurz_api_rate_ok(struct kurz_service *s, struct kurz_http_exchange *x,
         struct kurz_http_header h = {KURZ_STR_LIT("Retry-After"), kurz_str_c(ra)};
         kurz_api_error(s, x, route, 429, "RATE_LIMITED",
                        "too many requests from this client; retry later", NULL, &h, 1);
+        return false;
+}
+
+/* --- code enumeration --- */
+
+#define BLOCK_SLOTS 4096 /* power of two */
+
+/* Direct-mapped: slot i holds the hash of one blocked client's address and
+ * when its block ends. A reader may see a key with another client's expiry
+ * for a moment while a slot is rewritten: at worst one request is judged by
+ * the neighbour's time, which a limit of this kind can afford. */
+struct kurz_api_blocklist {
+        _Atomic uint64_t latest_ms; /* the latest end of any block */
+        struct {
+                _Atomic uint64_t key;
+                _Atomic uint64_t until_ms;
+        } slot[BLOCK_SLOTS];
+};
+
+struct kurz_api_blocklist *kurz_api_blocklist_new(void)
+{
+        struct kurz_api_blocklist *b = calloc(1, sizeof(*b));
+
+        return b; /* all zero: nobody blocked */
+}
+
+void kurz_api_blocklist_free(struct kurz_api_blocklist *b)
+{
+        free(b);
+}
+
+static uint64_t client_key(struct kurz_service *s, const struct kurz_http_request *req)
+{
+        char ip[KURZ_IP_STRLEN];
+        size_t n = kurz_client_ip(s->proxies, &req->peer, req->x_forwarded_for, ip);
+
+        return kurz_hash(ip, n) | 1; /* 0 marks an empty slot */
+}
+
+static void too_many_404(struct kurz_service *s, struct kurz_http_exchange *x,
+                         enum kurz_route route, uint64_t wait_ms)
+{
+        const struct kurz_http_request *req = kurz_http_request(x);
+        char ra[24];
+        struct kurz_http_header h = {KURZ_STR_LIT("Retry-After"), {ra, 0}};
+
+        h.value.len = (size_t)snprintf(ra, sizeof(ra), "%llu",
+                                       (unsigned long long)((wait_ms + 999) / 1000));
+        kurz_metrics_add(s->metrics, req->thread, KURZ_C_RATE_LIMITED, 1);
+        kurz_api_error(s, x, route, 429, "RATE_LIMITED",
+                       "too many lookups of unknown short URLs from this client; retry later",
+                       NULL, &h, 1);
+}
+
+bool kurz_api_lookup_allowed(struct kurz_service *s, struct kurz_http_exchange *x,
+                             enum kurz_route route)
+{
+        struct kurz_api_blocklist *b = s->blocked;
+        uint64_t now, key, until;
+        unsigned i;
+
+        if (!b)
+                return true;
+        now = kurz_api_now_ms();
+        if (atomic_load_explicit(&b->latest_ms, memory_order_relaxed) <= now)
+                return true; /* nobody blocked: the common case */
+        key = client_key(s, kurz_http_request(x));
+        i = (unsigned)(key >> 20) & (BLOCK_SLOTS - 1);
+        if (atomic_load_explicit(&b->slot[i].key, memory_order_acquire) != key)
+                return true;
+        until = atomic_load_explicit(&b->slot[i].until_ms, memory_order_relaxed);
+        if (until <= now)
+                return true;
+        too_many_404(s, x, route, until - now);
+        return false;
+}
+
+bool kurz_api_count_404(struct kurz_service *s, struct kurz_http_exchange *x,
+                        enum kurz_route route)
+{
+        const struct kurz_http_request *req = kurz_http_request(x);
+        struct kurz_api_blocklist *b = s->blocked;
+        char ip[KURZ_IP_STRLEN];
+        uint64_t now, key, until, latest;
+        size_t n;
+        unsigned i;
+
+        if (!s->notfound_limit || !b)
+                return true;
+        now = kurz_api_now_ms();
+        n = kurz_client_ip(s->proxies, &req->peer, req->x_forwarded_for, ip);
+        if (kurz_ratelimit_take(s->notfound_limit, (struct kurz_str){ip, n}, now, NULL))
+                return true;
+        key = kurz_hash(ip, n) | 1;
+        i = (unsigned)(key >> 20) & (BLOCK_SLOTS - 1);
+        until = now + KURZ_API_BLOCK_MS;
+        atomic_store_explicit(&b->slot[i].until_ms, until, memory_order_relaxed);
+        atomic_store_explicit(&b->slot[i].key, key, memory_order_release);
+        latest = atomic_load_explicit(&b->latest_ms, memory_order_relaxed);
+        while (latest < until && !atomic_compare_exchange_weak(&b->latest_ms, &latest, until))
+                ;
+        too_many_404(s, x, route, KURZ_API_BLOCK_MS);
         return false;
 }
 

@@ -13,6 +13,9 @@
 #include <uv.h>
 
 #include "api/api_int.h"
+#include "api/fleet.h"
+#include "cache/l2.h"
+#include "store/pg.h"
 #include "store/sqlite.h"
 #include "util/log.h"
 
@@ -191,10 +194,9 @@ static void flush_on_loop(void *arg)
         free(a);
 }
 
-static void flush_tick(uv_timer_t *t)
+/* Asks every loop thread to hand its click counts to the writer. */
+static void post_flushes(struct kurz_service *s)
 {
-        struct kurz_service *s = t->data;
-
         for (unsigned i = 0; i < kurz_http_server_threads(s->http); i++) {
                 struct post_arg *a = malloc(sizeof(*a));
                 if (!a)
@@ -204,6 +206,11 @@ static void flush_tick(uv_timer_t *t)
                 if (kurz_http_server_post(s->http, i, flush_on_loop, a) < 0)
                         free(a);
         }
+}
+
+static void flush_tick(uv_timer_t *t)
+{
+        post_flushes(t->data);
 }
 
 /* --- expiry cleanup --- */
@@ -224,8 +231,14 @@ static int cleanup_fn(struct kurz_store *st, void *arg)
                         free(codes);
                         return n;
                 }
-                for (int i = 0; i < n; i++)
+                for (int i = 0; i < n; i++) {
+                        /* L2 in the background: expired links are past their
+                         * L2 TTL anyway; the publish that follows the DEL
+                         * drops any L1 copy refilled meanwhile. */
+                        if (s->l2)
+                                kurz_l2_invalidate_async(s->l2, codes[i], strlen(codes[i]));
                         kurz_l1_invalidate(s->l1, kurz_str_c(codes[i]));
+                }
                 free(codes);
                 total += n;
                 if (n < CLEANUP_BATCH)
@@ -311,6 +324,7 @@ static void service_free(struct kurz_service *s)
         kurz_http_server_free(s->http);
         if (s->writer)
                 kurz_writer_stop(s->writer);
+        kurz_api_fleet_close(s); /* after the writer: deletes use L2 */
         kurz_codegen_free(s->codegen);
         if (s->store)
                 s->store->ops->close(s->store);
@@ -318,6 +332,8 @@ static void service_free(struct kurz_service *s)
         kurz_qsbr_free(s->qsbr);
         kurz_ratelimit_free(s->create_limit);
         kurz_ratelimit_free(s->read_limit);
+        kurz_ratelimit_free(s->notfound_limit);
+        kurz_api_blocklist_free(s->blocked);
         kurz_proxies_free(s->proxies);
         kurz_clicks_free(s->clicks);
         kurz_metrics_free(s->metrics);
@@ -343,7 +359,32 @@ static int service_open(struct kurz_service *s, const struct kurz_config *cfg)
                            cfg->trusted_proxies);
                 return -EINVAL;
         }
-        rc = kurz_sqlite_open(&sc, &s->store);
+        if (s->store) {
+                rc = 0; /* given by kurz_service_test_start() */
+        } else if (cfg->database[0] || cfg->shards[0]) {
+                struct kurz_pg_config pc = {0};
+
+                pc.database = cfg->database;
+                pc.replicas = cfg->replicas;
+                pc.shards_file = cfg->shards;
+                pc.pool_max = cfg->db_pool_max;
+                pc.pool_min_idle = cfg->db_pool_min_idle;
+                pc.connect_timeout_ms = cfg->db_connect_timeout_ms;
+                pc.idle_timeout_ms = cfg->db_idle_timeout_ms;
+                pc.max_lifetime_ms = cfg->db_max_lifetime_ms;
+                pc.check_interval_ms = cfg->replica_check_interval_ms;
+                pc.max_lag_bytes = cfg->replica_max_lag_bytes;
+                pc.background = true;
+                rc = kurz_pg_open(&pc, &s->store);
+                if (rc < 0) {
+                        kurz_error("cannot open the PostgreSQL store: %s",
+                                   rc == KURZ_E_UNAVAILABLE ? "a primary is unreachable"
+                                                            : strerror(-rc));
+                        return rc;
+                }
+        } else {
+                rc = kurz_sqlite_open(&sc, &s->store);
+        }
         if (rc < 0) {
                 kurz_error("cannot open the store in %s: %s", cfg->data_dir,
                            rc == -EBUSY ? "in use by another kurz process" : strerror(-rc));
@@ -387,6 +428,13 @@ static int service_open(struct kurz_service *s, const struct kurz_config *cfg)
         if (cfg->read_rate_limit &&
             !(s->read_limit = kurz_ratelimit_new(cfg->read_rate_limit, 60000, 100000)))
                 return -ENOMEM;
+        if (cfg->max_404_per_minute &&
+            (!(s->notfound_limit = kurz_ratelimit_new(cfg->max_404_per_minute, 60000, 100000)) ||
+             !(s->blocked = kurz_api_blocklist_new())))
+                return -ENOMEM;
+        rc = kurz_api_fleet_open(s);
+        if (rc < 0)
+                return rc;
 
         kurz_http_config_defaults(&hc);
         hc.host = cfg->listen_host;
@@ -399,6 +447,7 @@ static int service_open(struct kurz_service *s, const struct kurz_config *cfg)
         hc.max_body = cfg->max_body;
         hc.header_timeout_ms = (unsigned)cfg->header_timeout_ms;
         hc.idle_timeout_ms = (unsigned)cfg->idle_timeout_ms;
+        hc.max_offload = cfg->max_inflight_reads;
         hc.on_request = on_request;
         hc.on_event = on_event;
         hc.app = s;
@@ -479,4 +528,57 @@ out_free:
         if (rc == 0)
                 kurz_info("stopped cleanly");
         return rc < 0 ? 1 : 0;
+}
+
+/* --- tests and fuzzing --- */
+
+int kurz_service_test_start(const struct kurz_config *cfg, struct kurz_store *store,
+                            struct kurz_service **out)
+{
+        struct kurz_service *s;
+        int rc;
+
+        *out = NULL;
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+                store->ops->close(store);
+                return -ENOMEM;
+        }
+        s->store = store; /* service_open() sees it and opens no other */
+        rc = service_open(s, cfg);
+        if (rc < 0)
+                goto out_free_service;
+        rc = kurz_http_server_start(s->http);
+        if (rc < 0)
+                goto out_free_service;
+        atomic_store(&s->last_flush_s, kurz_api_now_s());
+        *out = s;
+        return 0;
+
+out_free_service:
+        service_free(s);
+        free(s);
+        return rc;
+}
+
+struct kurz_http_server *kurz_service_test_http(struct kurz_service *s)
+{
+        return s->http;
+}
+
+void kurz_service_test_tick(struct kurz_service *s)
+{
+        post_flushes(s);
+        kurz_writer_job(s->writer, cleanup_fn, cleanup_done, s);
+        kurz_qsbr_reclaim(s->qsbr);
+}
+
+void kurz_service_test_stop(struct kurz_service *s)
+{
+        if (!s)
+                return;
+        kurz_http_server_stop(s->http, (unsigned)s->cfg->shutdown_grace_ms);
+        final_flush(s);
+        service_free(s);
+        free(s);
 }

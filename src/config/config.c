@@ -41,6 +41,10 @@ static const struct opt opts[] = {
      S(create_rate_limit), "creates per minute per client (default 100, 0 = off)"},
     {"read-rate-limit", "KURZ_READ_RATE_LIMIT", OPT_UINT, F(read_rate_limit),
      S(read_rate_limit), "redirects and lookups per minute per client (default 0 = off)"},
+    {"max-404-per-minute", "KURZ_MAX_404_PER_MINUTE", OPT_UINT, F(max_404_per_minute),
+     S(max_404_per_minute),
+     "lookups answered 404 per minute per client before its lookups get 429 for a minute "
+     "(code enumeration; default 0 = off; set --trusted-proxies first behind a proxy)"},
     {"trusted-proxies", "KURZ_TRUSTED_PROXIES", OPT_STR, F(trusted_proxies),
      S(trusted_proxies),
      "comma-separated addresses/CIDRs whose X-Forwarded-For is believed (default none)"},
@@ -81,8 +85,49 @@ static const struct opt opts[] = {
      S(shutdown_grace_ms), "time in-flight requests get on SIGTERM (default 8s)"},
     {"store-threads", "KURZ_STORE_THREADS", OPT_UINT, F(store_threads), S(store_threads),
      "threads for blocking store reads (default 4)"},
+    {"max-inflight-reads", "KURZ_MAX_INFLIGHT_READS", OPT_UINT, F(max_inflight_reads),
+     S(max_inflight_reads),
+     "store reads waiting or running per event-loop thread; beyond it a lookup that misses "
+     "the cache gets a fast 503 (default 256)"},
     {"log-level", "KURZ_LOG_LEVEL", OPT_STR, F(log_level), S(log_level),
      "debug, info, warn or error (default info)"},
+    {"database", "KURZ_DATABASE", OPT_STR, F(database), S(database),
+     "PostgreSQL primary, postgres://user:pw@host:port/db (default: embedded SQLite)"},
+    {"replicas", "KURZ_REPLICAS", OPT_STR, F(replicas), S(replicas),
+     "comma-separated postgres:// URLs of read replicas of --database"},
+    {"shards", "KURZ_SHARDS", OPT_STR, F(shards), S(shards),
+     "file listing PostgreSQL shards (primary, replicas, slots; see docs/POSTGRES.md)"},
+    {"db-pool-max", "KURZ_DB_POOL_MAX", OPT_UINT, F(db_pool_max), S(db_pool_max),
+     "PostgreSQL connections per node at most (default 50)"},
+    {"db-pool-min-idle", "KURZ_DB_POOL_MIN_IDLE", OPT_UINT, F(db_pool_min_idle),
+     S(db_pool_min_idle), "idle PostgreSQL connections kept per node (default 10)"},
+    {"db-connect-timeout", "KURZ_DB_CONNECT_TIMEOUT", OPT_DUR, F(db_connect_timeout_ms),
+     S(db_connect_timeout_ms),
+     "longest wait for a pooled connection (default 30s; creates still fail within 2s)"},
+    {"db-idle-timeout", "KURZ_DB_IDLE_TIMEOUT", OPT_DUR, F(db_idle_timeout_ms),
+     S(db_idle_timeout_ms), "idle connections beyond the minimum close after this (default 10m)"},
+    {"db-max-lifetime", "KURZ_DB_MAX_LIFETIME", OPT_DUR, F(db_max_lifetime_ms),
+     S(db_max_lifetime_ms), "connections are replaced after this (default 30m)"},
+    {"replica-check-interval", "KURZ_REPLICA_CHECK_INTERVAL", OPT_DUR,
+     F(replica_check_interval_ms), S(replica_check_interval_ms),
+     "how often replica health and lag are checked (default 1s)"},
+    {"replica-max-lag-bytes", "KURZ_REPLICA_MAX_LAG_BYTES", OPT_SIZE, F(replica_max_lag_bytes),
+     S(replica_max_lag_bytes), "replay lag beyond which a replica gets no reads (default 10485760)"},
+    {"redis", "KURZ_REDIS", OPT_STR, F(redis), S(redis),
+     "Redis server for the shared cache, limits and invalidation, "
+     "redis://[:password@]host:port[/db] (default: none; see docs/REDIS.md)"},
+    {"redis-cluster", "KURZ_REDIS_CLUSTER", OPT_STR, F(redis_cluster), S(redis_cluster),
+     "Redis Cluster seed nodes host:port,host:port,... (instead of --redis)"},
+    {"redis-timeout", "KURZ_REDIS_TIMEOUT", OPT_DUR, F(redis_timeout_ms), S(redis_timeout_ms),
+     "longest wait for one Redis request, retries included; slower means a miss "
+     "(default 50ms)"},
+    {"redis-pool-size", "KURZ_REDIS_POOL_SIZE", OPT_UINT, F(redis_pool_size),
+     S(redis_pool_size), "Redis connections per node (default 8)"},
+    {"l2-ttl", "KURZ_L2_TTL", OPT_DUR, F(l2_ttl_ms), S(l2_ttl_ms),
+     "lifetime of a link in the Redis cache (default 5m)"},
+    {"l2-hot-ttls", "KURZ_L2_HOT_TTLS", OPT_STR, F(l2_hot_ttls), S(l2_hot_ttls),
+     "longer Redis cache lifetimes for links with at least HITS accesses, HITS=DUR,... "
+     "(default 10=10m,100=15m,1000=30m; off = none)"},
 };
 
 void kurz_config_defaults(struct kurz_config *c)
@@ -112,7 +157,19 @@ void kurz_config_defaults(struct kurz_config *c)
         c->idle_timeout_ms = 60000;
         c->shutdown_grace_ms = 8000;
         c->store_threads = 4;
+        c->max_inflight_reads = 256;
         strcpy(c->log_level, "info");
+        c->db_pool_max = 50;
+        c->db_pool_min_idle = 10;
+        c->db_connect_timeout_ms = 30000;
+        c->db_idle_timeout_ms = 600000;
+        c->db_max_lifetime_ms = 1800000;
+        c->replica_check_interval_ms = 1000;
+        c->replica_max_lag_bytes = 10485760;
+        c->redis_timeout_ms = 50;
+        c->redis_pool_size = 8;
+        c->l2_ttl_ms = 300000;
+        strcpy(c->l2_hot_ttls, "10=10m,100=15m,1000=30m");
 }
 
 int kurz_config_parse_duration(const char *s, uint64_t *ms)
@@ -258,8 +315,42 @@ static int check(const struct kurz_config *c, FILE *err)
                 fprintf(err, "kurz: intervals and timeouts must be positive\n");
                 return -EINVAL;
         }
+        if (c->db_pool_max == 0 || c->db_pool_min_idle > c->db_pool_max ||
+            c->db_connect_timeout_ms == 0 || c->replica_check_interval_ms == 0) {
+                fprintf(err, "kurz: --db-pool-max must be positive and at least "
+                             "--db-pool-min-idle; timeouts and intervals positive\n");
+                return -EINVAL;
+        }
         if (c->store_threads == 0 || c->store_threads > 128) {
                 fprintf(err, "kurz: --store-threads must be 1..128\n");
+                return -EINVAL;
+        }
+        /* The HTTP layer takes these as unsigned milliseconds and sums the
+         * size limits: bound them so nothing wraps (found by fuzz_config). */
+        if (c->header_timeout_ms > UINT32_MAX || c->idle_timeout_ms > UINT32_MAX ||
+            c->shutdown_grace_ms > UINT32_MAX) {
+                fprintf(err, "kurz: --header-timeout, --idle-timeout and --shutdown-grace "
+                             "must be at most 49d\n");
+                return -EINVAL;
+        }
+        if (c->max_body > (1u << 30) || c->max_header_bytes > (1u << 24) ||
+            c->max_request_line > (1u << 24) || c->max_headers > 100000) {
+                fprintf(err, "kurz: HTTP limits are too large (body 1 GiB, headers and "
+                             "request line 16 MiB, 100000 header fields)\n");
+                return -EINVAL;
+        }
+        if (c->redis[0] && c->redis_cluster[0]) {
+                fprintf(err, "kurz: give --redis or --redis-cluster, not both\n");
+                return -EINVAL;
+        }
+        if (c->redis_timeout_ms == 0 || c->redis_timeout_ms > 60000 || c->redis_pool_size == 0 ||
+            c->redis_pool_size > 1024 || c->l2_ttl_ms < 1000) {
+                fprintf(err, "kurz: --redis-timeout must be 1ms..60s, --redis-pool-size "
+                             "1..1024 and --l2-ttl at least 1s\n");
+                return -EINVAL;
+        }
+        if (c->max_inflight_reads == 0) {
+                fprintf(err, "kurz: --max-inflight-reads must be at least 1\n");
                 return -EINVAL;
         }
         return 0;

@@ -13,6 +13,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -75,6 +78,16 @@ struct kurz_http__conn {
         int err_status;
         const char *err_msg;
 
+        /* strict framing gate (gate_scan): what it has approved for the
+         * parser, and a violation found right after those bytes */
+        uint8_t g_state;
+        bool g_trailer;      /* field lines are a chunked trailer */
+        uint32_t g_count;    /* version index, chunk-size digits or extension bytes */
+        uint64_t g_chunk;    /* chunk size being read, then its data bytes left */
+        size_t g_ahead;      /* approved bytes not yet fed to the parser */
+        int g_err_status;    /* violation waiting for g_ahead to reach 0 */
+        const char *g_err_msg;
+
         bool reading, writing, closing, handle_closed;
         bool x_active;    /* the application holds x */
         bool keep_alive;  /* of the current request */
@@ -82,6 +95,7 @@ struct kurz_http__conn {
         bool stop_parse;  /* never parse again on this connection */
         bool dead;        /* after a framing error: never answer again */
         bool in_parse, is_ready, shutdown_sent;
+        bool parked;       /* a request was shed: not read until the next sweep */
 
         char *aheap; /* arena spilled to the heap, or NULL */
         size_t alen, acap;
@@ -372,9 +386,39 @@ static const char *error_code(int status)
 {
         if (status == 503)
                 return "SERVICE_UNAVAILABLE";
+        if (status == 501)
+                return "NOT_IMPLEMENTED";
         if (status >= 500 && status != 505)
                 return "INTERNAL_SERVER_ERROR";
         return "INVALID_INPUT";
+}
+
+/* Logs a refused request at debug level: the peer, the target as far as it
+ * was read and the bytes where parsing stopped, all escaped (they are the
+ * client's). Only runs when a connection fails, never on the hot path. */
+static void log_failure(struct kurz_http__conn *c, int status, const char *msg)
+{
+        char addr[INET6_ADDRSTRLEN] = "?", target[160], near[160];
+        const void *a = NULL;
+        size_t from, len;
+
+        if (c->peer.ss_family == AF_INET)
+                a = &((const struct sockaddr_in *)&c->peer)->sin_addr;
+        else if (c->peer.ss_family == AF_INET6)
+                a = &((const struct sockaddr_in6 *)&c->peer)->sin6_addr;
+        if (a)
+                inet_ntop(c->peer.ss_family, a, addr, sizeof(addr));
+        len = c->url.len < 96 ? c->url.len : 96;
+        if (c->url.off + len > c->alen)
+                len = 0; /* a finished request's target: gone */
+        kurz_log_escape(target, sizeof(target), len ? arena_base(c) + c->url.off : "", len);
+        from = c->roff > 16 ? c->roff - 16 : 0;
+        len = c->rlen > from ? c->rlen - from : 0;
+        if (len > 40)
+                len = 40;
+        kurz_log_escape(near, sizeof(near), c->rbuf + from, len);
+        kurz_debug("http: thread %u: %s: %d %s (target \"%s\", near \"%s\")", c->lp->idx, addr,
+                   status, msg, target, near);
 }
 
 /* Queues a JSON error, then the connection closes: nothing after it on this
@@ -389,6 +433,7 @@ static void conn_fail(struct kurz_http__conn *c, int status, const char *msg)
         c->dead = true;
         c->stop_parse = true;
         c->close_after = true;
+        log_failure(c, status, msg);
         c->roff = c->rlen = 0;
         n = snprintf(body, sizeof(body),
                      "{\"success\":false,\"message\":\"%s\",\"errorCode\":\"%s\"}", msg,
@@ -398,8 +443,294 @@ static void conn_fail(struct kurz_http__conn *c, int status, const char *msg)
         if (append_response(c, status, NULL, 0, "application/json", body, (size_t)n, false, true,
                             false) < 0)
                 conn_close(c);
-        kurz_debug("http: thread %u: %d %s", c->lp->idx, status, msg);
         kurz_http__event(c->lp, status);
+}
+
+/* --- strict framing gate -------------------------------------------------- */
+
+/* http-parser 2.9 is lenient where a lenient server becomes a request
+ * smuggling target behind a proxy that reads the bytes differently: it takes
+ * a bare LF as a line end, unfolds obsolete line folding, allows spaces in
+ * header names ("Transfer-Encoding : chunked" is then an unknown header),
+ * bytes >= 0x80 in the target, and chunk extensions of any length. The gate
+ * is a tight byte scanner in front of it that enforces the RFC 9112 grammar of
+ * what decides framing: the request line, the field lines of the head and of
+ * a chunked trailer, and the chunk-size lines. The parser stays the authority
+ * on everything else. The gate approves bytes up to the end of a head (so
+ * on_headers_complete can say whether chunk lines follow) or of a message;
+ * bytes of a Content-Length body pass unscanned. It allocates nothing. */
+
+enum gate_state {
+        G_START,    /* before a request line; empty lines (CRLF) are skipped */
+        G_START_LF, /* LF of such an empty line */
+        G_METHOD,
+        G_TARGET0, /* first byte of the target: origin-form starts with '/' */
+        G_TARGET,
+        G_VERSION, /* "HTTP/d.d"; g_count indexes it */
+        G_LINE_CR, /* CR ending the request line */
+        G_LINE_LF, /* LF after the CR of a request or field line */
+        G_FIELD0,  /* a field line's first byte, or the CR of the empty line */
+        G_NAME,
+        G_VALUE,
+        G_END_LF,   /* LF of the empty line ending a head or trailer */
+        G_PASS,     /* the parser frames what follows (Content-Length body) */
+        G_CSIZE0,   /* first hex digit of a chunk size */
+        G_CSIZE,    /* more hex digits, ';' or CR */
+        G_CEXT,     /* chunk extension up to CR */
+        G_CSIZE_LF, /* LF ending a chunk-size line */
+        G_CDATA,    /* g_chunk data bytes */
+        G_CDATA_CR, /* CR after chunk data */
+        G_CDATA_LF, /* LF after chunk data */
+};
+
+#define GATE_MAX_CHUNK_EXT    4096u /* bytes of extensions on one chunk-size line */
+#define GATE_MAX_CHUNK_DIGITS 16u   /* hex digits of a chunk size, leading zeros too */
+
+/* tchar of RFC 9110 5.6.2 as a bitmap of ASCII. */
+static bool is_tchar(unsigned ch)
+{
+        static const uint64_t lo = 0x03ff6cfa00000000ull, hi = 0x57ffffffc7fffffeull;
+
+        return ch < 64 ? (lo >> ch) & 1 : ch < 128 && ((hi >> (ch - 64)) & 1);
+}
+
+static int hexval(unsigned ch)
+{
+        if (ch >= '0' && ch <= '9')
+                return (int)(ch - '0');
+        ch |= 0x20;
+        if (ch >= 'a' && ch <= 'f')
+                return (int)(ch - 'a' + 10);
+        return -1;
+}
+
+/* Scans p[0..n) from the gate's state. Returns how many bytes the parser may
+ * take now: all n, or fewer when a head or a whole message ends earlier, or
+ * when byte i violates the grammar (then *status and *msg are set and i is
+ * returned). */
+static size_t gate_scan(struct kurz_http__conn *c, const unsigned char *p, size_t n, int *status,
+                        const char **msg)
+{
+        static const char version[] = "HTTP/#.#";
+        uint8_t st = c->g_state;
+        size_t i = 0;
+
+        for (; i < n; i++) {
+                unsigned ch = p[i];
+
+                switch ((enum gate_state)st) {
+                case G_START:
+                        if (ch == '\r') {
+                                st = G_START_LF;
+                        } else if (is_tchar(ch)) {
+                                st = G_METHOD;
+                        } else {
+                                *msg = ch == '\n' ? "bare LF in request" : "malformed request line";
+                                goto out_bad;
+                        }
+                        break;
+                case G_START_LF:
+                        if (ch != '\n') {
+                                *msg = "bare CR in request";
+                                goto out_bad;
+                        }
+                        st = G_START;
+                        break;
+                case G_METHOD:
+                        if (ch == ' ') {
+                                st = G_TARGET0;
+                        } else if (!is_tchar(ch)) {
+                                *msg = "invalid method";
+                                goto out_bad;
+                        }
+                        break;
+                case G_TARGET0:
+                        if (ch != '/') {
+                                *msg = "request target must be an absolute path";
+                                goto out_bad;
+                        }
+                        st = G_TARGET;
+                        break;
+                case G_TARGET:
+                        if (ch == ' ') {
+                                st = G_VERSION;
+                                c->g_count = 0;
+                        } else if (ch < 0x21 || ch > 0x7e) {
+                                *msg = "invalid character in request target";
+                                goto out_bad;
+                        }
+                        break;
+                case G_VERSION:
+                        if (version[c->g_count] == '#' ? ch < '0' || ch > '9'
+                                                       : ch != (unsigned char)version[c->g_count]) {
+                                *msg = "invalid HTTP version";
+                                goto out_bad;
+                        }
+                        if (++c->g_count == sizeof(version) - 1)
+                                st = G_LINE_CR;
+                        break;
+                case G_LINE_CR:
+                        if (ch != '\r') {
+                                *msg = ch == '\n' ? "bare LF in request" : "invalid HTTP version";
+                                goto out_bad;
+                        }
+                        st = G_LINE_LF;
+                        break;
+                case G_LINE_LF:
+                        if (ch != '\n') {
+                                *msg = "bare CR in request";
+                                goto out_bad;
+                        }
+                        st = G_FIELD0;
+                        break;
+                case G_FIELD0:
+                        if (ch == '\r') {
+                                st = G_END_LF;
+                        } else if (is_tchar(ch)) {
+                                st = G_NAME;
+                        } else {
+                                *msg = ch == ' ' || ch == '\t' ? "obsolete line folding"
+                                       : ch == '\n'            ? "bare LF in request"
+                                                               : "invalid header name";
+                                goto out_bad;
+                        }
+                        break;
+                case G_NAME:
+                        if (ch == ':') {
+                                st = G_VALUE;
+                        } else if (!is_tchar(ch)) {
+                                *msg = "invalid header name";
+                                goto out_bad;
+                        }
+                        break;
+                case G_VALUE:
+                        /* field-vchar, obs-text, SP and HTAB */
+                        if (ch == '\r') {
+                                st = G_LINE_LF;
+                        } else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+                                *msg = ch == '\n' ? "bare LF in request"
+                                                  : "invalid character in header value";
+                                goto out_bad;
+                        }
+                        break;
+                case G_END_LF:
+                        if (ch != '\n') {
+                                *msg = "bare CR in request";
+                                goto out_bad;
+                        }
+                        /* End of a head or trailer: the parser decides what
+                         * comes next (on_headers_complete may start the
+                         * chunk states, on_message_complete a new head). */
+                        c->g_state = G_PASS;
+                        return i + 1;
+                case G_PASS:
+                        c->g_state = G_PASS;
+                        return n;
+                case G_CSIZE0:
+                case G_CSIZE: {
+                        int v = hexval(ch);
+
+                        if (v >= 0) {
+                                if (st == G_CSIZE0) {
+                                        c->g_chunk = 0;
+                                        c->g_count = 0;
+                                }
+                                st = G_CSIZE;
+                                c->g_chunk = c->g_chunk * 16 + (unsigned)v;
+                                if (++c->g_count > GATE_MAX_CHUNK_DIGITS) {
+                                        *msg = "invalid chunk size";
+                                        goto out_bad;
+                                }
+                                if (c->g_chunk > cfg_of(c)->max_body) {
+                                        *status = 413;
+                                        *msg = "request body too large";
+                                        return i;
+                                }
+                        } else if (st == G_CSIZE && (ch == ';' || ch == ' ' || ch == '\t')) {
+                                st = G_CEXT;
+                                c->g_count = 0;
+                        } else if (st == G_CSIZE && ch == '\r') {
+                                st = G_CSIZE_LF;
+                        } else {
+                                *msg = ch == '\n' ? "bare LF in chunk" : "invalid chunk size";
+                                goto out_bad;
+                        }
+                        break;
+                }
+                case G_CEXT:
+                        if (ch == '\r') {
+                                st = G_CSIZE_LF;
+                        } else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+                                *msg = ch == '\n' ? "bare LF in chunk" : "invalid chunk extension";
+                                goto out_bad;
+                        } else if (++c->g_count > GATE_MAX_CHUNK_EXT) {
+                                *msg = "chunk extension too long";
+                                goto out_bad;
+                        }
+                        break;
+                case G_CSIZE_LF:
+                        if (ch != '\n') {
+                                *msg = "bare CR in chunk";
+                                goto out_bad;
+                        }
+                        if (c->g_chunk == 0) {
+                                st = G_FIELD0; /* the last chunk: a trailer follows */
+                                c->g_trailer = true;
+                        } else {
+                                st = G_CDATA;
+                        }
+                        break;
+                case G_CDATA: {
+                        size_t take = n - i < c->g_chunk ? n - i : (size_t)c->g_chunk;
+
+                        c->g_chunk -= take;
+                        i += take - 1;
+                        if (c->g_chunk == 0)
+                                st = G_CDATA_CR;
+                        break;
+                }
+                case G_CDATA_CR:
+                        if (ch != '\r') {
+                                *msg = "malformed chunk";
+                                goto out_bad;
+                        }
+                        st = G_CDATA_LF;
+                        break;
+                case G_CDATA_LF:
+                        if (ch != '\n') {
+                                *msg = "malformed chunk";
+                                goto out_bad;
+                        }
+                        st = G_CSIZE0;
+                        break;
+                }
+        }
+        c->g_state = st;
+        return n;
+
+out_bad:
+        c->g_state = st;
+        *status = 400;
+        return i;
+}
+
+/* Called when the parser has the head: chunk-size lines follow when the
+ * message is chunked, else the parser frames the body by itself. */
+static void gate_body(struct kurz_http__conn *c, bool chunked)
+{
+        c->g_state = chunked ? G_CSIZE0 : G_PASS;
+        c->g_trailer = false;
+}
+
+/* A message ended: the next byte starts a new request line, and whatever
+ * was approved beyond it (unscanned body passage) must be scanned again. */
+static void gate_reset(struct kurz_http__conn *c)
+{
+        c->g_state = G_START;
+        c->g_trailer = false;
+        c->g_ahead = 0;
+        c->g_err_status = 0;
+        c->g_err_msg = NULL;
 }
 
 /* --- parser callbacks ----------------------------------------------------- */
@@ -585,6 +916,63 @@ static int join_xff(struct kurz_http__conn *c)
         return 0;
 }
 
+/* Transfer-Encoding must be exactly "chunked" in HTTP/1.1. Returns 0, 501
+ * when chunked is the final coding after others kurz does not implement, or
+ * 400 when the body length cannot be known (chunked not last, or HTTP/1.0),
+ * as RFC 9112 6.1 and 6.3 ask. */
+static int te_check(struct kurz_http__conn *c, unsigned http_minor)
+{
+        struct span te = c->hv[H_TE];
+        const char *v = arena_base(c) + te.off;
+        size_t n = te.len;
+
+        if (http_minor == 0)
+                return 400;
+        if (span_ieq(c, te, "chunked"))
+                return 0;
+        if (n > 7 && kurz_str_ieq((struct kurz_str){v + n - 7, 7}, kurz_str_c("chunked"))) {
+                n -= 7;
+                while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+                        n--;
+                if (n > 1 && v[n - 1] == ',')
+                        return 501;
+        }
+        return 400;
+}
+
+/* Content-Length is 1*DIGIT (surrounding whitespace is already gone): the
+ * parser accepts no sign either, but this does not depend on its version. */
+static bool cl_ok(struct kurz_http__conn *c)
+{
+        struct span cl = c->hv[H_CL];
+        const char *v = arena_base(c) + cl.off;
+
+        if (cl.len == 0 || cl.len > 18)
+                return false;
+        for (size_t i = 0; i < cl.len; i++)
+                if (v[i] < '0' || v[i] > '9')
+                        return false;
+        return true;
+}
+
+/* Host is uri-host [":" port]: unreserved, sub-delims, '%', ':' and the
+ * brackets of an IP literal, as a bitmap of ASCII. Anything else (spaces,
+ * '/', '@', quotes, bytes >= 0x80) could let the value escape a URL built
+ * from it. An empty Host is allowed (RFC 9112 3.2). */
+static bool host_ok(struct kurz_http__conn *c)
+{
+        static const uint64_t lo = 0x2fff7ff200000000ull, hi = 0x47fffffeaffffffeull;
+        struct span h = c->hv[H_HOST];
+        const unsigned char *v = (const unsigned char *)arena_base(c) + h.off;
+
+        for (size_t i = 0; i < h.len; i++) {
+                unsigned ch = v[i];
+                if (!(ch < 64 ? (lo >> ch) & 1 : ch < 128 && ((hi >> (ch - 64)) & 1)))
+                        return false;
+        }
+        return true;
+}
+
 static int on_headers_complete(http_parser *p)
 {
         struct kurz_http__conn *c = p->data;
@@ -605,12 +993,22 @@ static int on_headers_complete(http_parser *p)
         for (int i = H_HOST; i < H_COUNT; i++)
                 if (i != H_XFF)
                         trim(arena_base(c), &c->hv[i]);
-        if (c->hcount[H_TE] && (!span_ieq(c, c->hv[H_TE], "chunked") || !chunked))
-                return reject(c, 400, "unsupported Transfer-Encoding");
+        if (c->hcount[H_TE]) {
+                int st = te_check(c, p->http_minor);
+
+                if (st || !chunked)
+                        return reject(c, st ? st : 400,
+                                      st == 501 ? "unsupported Transfer-Encoding"
+                                                : "invalid Transfer-Encoding");
+        }
+        if (c->hcount[H_CL] && !cl_ok(c))
+                return reject(c, 400, "invalid Content-Length");
         if (c->hcount[H_HOST] > 1)
                 return reject(c, 400, "more than one Host");
         if (p->http_minor == 1 && c->hcount[H_HOST] == 0)
                 return reject(c, 400, "missing Host");
+        if (c->hcount[H_HOST] && !host_ok(c))
+                return reject(c, 400, "invalid Host");
         if (c->hcount[H_CL] == 1 && p->content_length > cfg->max_body)
                 return reject(c, 413, "request body too large");
         if (c->hcount[H_XFF] && join_xff(c) < 0)
@@ -626,6 +1024,7 @@ static int on_headers_complete(http_parser *p)
                     span_ieq(c, c->hv[H_EXPECT], "100-continue"))
                         kurz_buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
         }
+        gate_body(c, chunked);
         return 0;
 }
 
@@ -706,6 +1105,7 @@ static int on_message_complete(http_parser *p)
         r->thread = lp->idx;
         r->start_ns = c->read_ns;
 
+        gate_reset(c);
         c->keep_alive = http_should_keep_alive(p) && !p->upgrade;
         if (p->upgrade)
                 c->stop_parse = true; /* the rest is another protocol: not ours */
@@ -714,11 +1114,10 @@ static int on_message_complete(http_parser *p)
         c->x.kind = KURZ_HTTP__X_INLINE;
         c->batch++;
         cfg->on_request(cfg->app, &c->x);
-        /* Answered inline: go on with the next pipelined request unless
-         * something asks to stop; otherwise hold the parser where it is. */
-        if (c->x_active || c->close_after || c->stop_parse || c->batch >= cfg->max_pipeline ||
-            out_pending(c) > cfg->max_output)
-                http_parser_pause(p, 1);
+        /* Always hand control back to conn_process: the gate scans the
+         * next request's head before the parser sees it, and a request not
+         * answered inline holds the parser where it is. */
+        http_parser_pause(p, 1);
         return 0;
 }
 
@@ -790,7 +1189,8 @@ static void conn_update_read(struct kurz_http__conn *c)
                 want = true;
         else
                 want = !c->dead && !c->stop_parse && !c->close_after && !c->x_active &&
-                       c->roff >= c->rlen && out_pending(c) <= cfg_of(c)->max_output;
+                       !c->parked && c->roff >= c->rlen &&
+                       out_pending(c) <= cfg_of(c)->max_output;
         if (want && !c->reading) {
                 if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
                         conn_close(c);
@@ -902,7 +1302,7 @@ static bool can_parse(const struct kurz_http__conn *c)
         const struct kurz_http_config *cfg = cfg_of(c);
 
         return !c->closing && !c->dead && !c->stop_parse && !c->close_after && !c->x_active &&
-               c->batch < cfg->max_pipeline && out_pending(c) <= cfg->max_output;
+               !c->parked && c->batch < cfg->max_pipeline && out_pending(c) <= cfg->max_output;
 }
 
 static void parse_error(struct kurz_http__conn *c, enum http_errno e)
@@ -938,11 +1338,25 @@ static void conn_process(struct kurz_http__conn *c)
         c->batch = 0;
         for (;;) {
                 while (c->roff < c->rlen && can_parse(c)) {
+                        size_t len = c->rlen - c->roff;
+
+                        if (c->g_ahead == 0 && !c->g_err_status)
+                                c->g_ahead = gate_scan(c, (const unsigned char *)c->rbuf + c->roff,
+                                                       len, &c->g_err_status, &c->g_err_msg);
+                        if (c->g_ahead == 0) {
+                                /* The violation is the next byte. */
+                                conn_fail(c, c->g_err_status ? c->g_err_status : 400,
+                                          c->g_err_msg ? c->g_err_msg : "malformed request");
+                                break;
+                        }
+                        if (len > c->g_ahead)
+                                len = c->g_ahead;
                         c->in_parse = true;
                         n = http_parser_execute(&c->parser, &parser_settings, c->rbuf + c->roff,
-                                                c->rlen - c->roff);
+                                                len);
                         c->in_parse = false;
                         c->roff += n;
+                        c->g_ahead = n < c->g_ahead ? c->g_ahead - n : 0;
                         e = HTTP_PARSER_ERRNO(&c->parser);
                         if (e == HPE_PAUSED) {
                                 http_parser_pause(&c->parser, 0);
@@ -1066,6 +1480,15 @@ void kurz_http__conn_sweep(struct kurz_http__loop *lp, uint64_t now)
                 if (c->writing && c->tcp.write_queue_size != c->wq_seen) {
                         c->wq_seen = c->tcp.write_queue_size; /* progress */
                         c->t_write = now;
+                }
+                if (c->parked) {
+                        /* Shed a sweep tick ago: read it again. */
+                        c->parked = false;
+                        if (!c->x_active) {
+                                conn_process(c);
+                                if (c->closing)
+                                        continue;
+                        }
                 }
                 if (c->writing && now - c->t_write >= cfg->idle_timeout_ms) {
                         /* The client does not read what we send. */
@@ -1260,6 +1683,7 @@ static void after_work_cb(uv_work_t *req, int status)
         (void)status;
         kurz_http__enter(lp);
         lp->outstanding--;
+        lp->offloads--;
         x->kind = KURZ_HTTP__X_INLINE;
         x->done(x, x->arg);
         kurz_http__run_ready(lp);
@@ -1274,6 +1698,14 @@ int kurz_http_offload(struct kurz_http_exchange *x, void (*work)(void *arg),
 
         if (!work || !done)
                 return -EINVAL;
+        if (lp->offloads >= lp->srv->cfg.max_offload) {
+                /* The caller sheds this request. A client that answers a
+                 * 503 with the next request at once would turn spare CPU
+                 * into more 503s: its connection is not read again until
+                 * the next sweep tick (at most 250 ms). */
+                x->c->parked = true;
+                return -EBUSY;
+        }
         x->work_fn = work;
         x->done = done;
         x->arg = arg;
@@ -1283,6 +1715,7 @@ int kurz_http_offload(struct kurz_http_exchange *x, void (*work)(void *arg),
                 return rc;
         x->kind = KURZ_HTTP__X_OFFLOAD;
         lp->outstanding++;
+        lp->offloads++;
         return 0;
 }
 

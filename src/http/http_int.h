@@ -80,6 +80,7 @@ struct kurz_http__loop {
         struct kurz_http__conn *ready; /* answered outside parsing: continue */
         size_t nconns;
         size_t outstanding; /* offloaded + deferred exchanges not yet back */
+        size_t offloads;    /* offloaded exchanges not yet back (bounded by max_offload) */
 
         char date[48]; /* "Date: ...\r\n" */
         size_t date_len;

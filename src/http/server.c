@@ -34,7 +34,8 @@ void kurz_http_config_defaults(struct kurz_http_config *cfg)
         cfg->header_timeout_ms = 10000;
         cfg->idle_timeout_ms = 60000;
         cfg->max_pipeline = 128;
-        cfg->max_output = (size_t)1 << 20;
+        cfg->max_output = (size_t)256 << 10; /* the kernel buffers megabytes more */
+        cfg->max_offload = 256;
 }
 
 uint64_t kurz_http_now_ns(void)
@@ -490,6 +491,8 @@ static void normalise(struct kurz_http_config *c)
                 c->max_pipeline = d.max_pipeline;
         if (!c->max_output)
                 c->max_output = d.max_output;
+        if (!c->max_offload)
+                c->max_offload = d.max_offload;
 }
 
 int kurz_http_server_new(const struct kurz_http_config *cfg, struct kurz_http_server **out)
@@ -658,6 +661,52 @@ void kurz_http_server_free(struct kurz_http_server *s)
         pthread_mutex_destroy(&s->stop_mu);
         free(s->host);
         free(s);
+}
+
+struct adopt_arg {
+        struct kurz_http__loop *lp;
+        int fd;
+        struct sockaddr_storage peer;
+};
+
+/* The accept path for a socket handed over by kurz_http_server_adopt(). */
+static void adopt_on_loop(void *arg)
+{
+        struct adopt_arg *a = arg;
+        struct kurz_http__loop *lp = a->lp;
+        struct kurz_http_server *s = lp->srv;
+
+        if (lp->stopping || atomic_load(&s->stopping)) {
+                close(a->fd);
+        } else if (atomic_fetch_add(&s->nconns, 1) >= s->cfg.max_connections) {
+                atomic_fetch_sub(&s->nconns, 1);
+                refuse(lp, a->fd);
+        } else if (kurz_http__conn_accept(lp, a->fd, &a->peer) < 0) {
+                atomic_fetch_sub(&s->nconns, 1);
+                close(a->fd);
+                kurz_http__event(lp, 0);
+        }
+        free(a);
+}
+
+int kurz_http_server_adopt(struct kurz_http_server *s, unsigned thread, int fd,
+                           const struct sockaddr_storage *peer)
+{
+        struct adopt_arg *a;
+        int rc;
+
+        if (thread >= s->nloops || fd < 0 || !peer)
+                return -EINVAL;
+        a = malloc(sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        a->lp = &s->loops[thread];
+        a->fd = fd;
+        a->peer = *peer;
+        rc = kurz_http_server_post(s, thread, adopt_on_loop, a);
+        if (rc < 0)
+                free(a);
+        return rc;
 }
 
 int kurz_http_server_post(struct kurz_http_server *s, unsigned thread, void (*fn)(void *arg),

@@ -83,7 +83,9 @@ struct kurz_http_config {
         unsigned header_timeout_ms;  /* default 10000: a request's headers must arrive */
         unsigned idle_timeout_ms;    /* default 60000: idle keep-alive connections */
         unsigned max_pipeline;       /* responses queued per read before parsing pauses, default 128 */
-        size_t max_output;           /* bytes queued to a slow reader before reading stops, default 1 MiB */
+        size_t max_output;           /* bytes queued to a slow reader before reading stops, default 256 KiB */
+        unsigned max_offload;        /* kurz_http_offload()s in flight per loop thread before it
+                                      * refuses more with -EBUSY (load shedding), default 256 */
         kurz_http_request_fn on_request;
         kurz_http_event_fn on_event;
         void *app;
@@ -113,6 +115,14 @@ void kurz_http_server_free(struct kurz_http_server *s);
  * server is stopping (fn is then not run and arg stays the caller's). */
 int kurz_http_server_post(struct kurz_http_server *s, unsigned thread,
                           void (*fn)(void *arg), void *arg);
+/* Hands an already connected stream socket to loop `thread` as if it had
+ * been accepted there, with `peer` as its client address (for tests and
+ * fuzzing, which drive the server over one end of a socketpair). Thread-safe.
+ * Returns 0 (fd now belongs to the server, which closes it, also when the
+ * connection is refused), or -EINVAL / -ENOMEM / -ESHUTDOWN (fd stays the
+ * caller's). */
+int kurz_http_server_adopt(struct kurz_http_server *s, unsigned thread, int fd,
+                           const struct sockaddr_storage *peer);
 /* Number of loop threads. */
 unsigned kurz_http_server_threads(const struct kurz_http_server *s);
 /* Open connections now (all threads). Thread-safe. */
@@ -136,7 +146,10 @@ void kurz_http_respond(struct kurz_http_exchange *x, int status,
 /* Runs work(arg) on the blocking-work pool, then done(x, arg) on x's loop
  * thread; done must answer x. If the client went away meanwhile, done still
  * runs and kurz_http_respond() discards the response. Returns 0 or a negative
- * errno (then neither callback runs). */
+ * errno (then neither callback runs): -EBUSY when max_offload exchanges of
+ * this loop are already waiting for or running on the pool, so that the
+ * caller can shed the excess with a fast 503 instead of queueing it without
+ * bound. */
 int kurz_http_offload(struct kurz_http_exchange *x, void (*work)(void *arg),
                       void (*done)(struct kurz_http_exchange *x, void *arg), void *arg);
 

@@ -32,6 +32,7 @@ static const struct {
     {"kurz_http_protocol_errors_total", "Connections closed for malformed or oversized requests or timeouts."},
     {"kurz_click_flushes_total", "Click batches written to the store."},
     {"kurz_cleanup_deleted_total", "Expired or unused links deleted by cleanup."},
+    {"kurz_overload_shed_total", "Requests answered 503 at once because too many store reads were in flight."},
 };
 
 /* One writer per slot: loads and stores are relaxed atomics so scrapes from

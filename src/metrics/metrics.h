@@ -33,6 +33,7 @@ enum kurz_counter {
         KURZ_C_HTTP_ERROR_CLOSE,
         KURZ_C_CLICK_FLUSHES,
         KURZ_C_CLEANUP_DELETED,
+        KURZ_C_SHED, /* answered 503 at once because the server is saturated */
         KURZ_C_COUNT
 };
 

@@ -45,6 +45,7 @@ enum stmt_id {
         ST_EXPIRED,
         ST_UNUSED,
         ST_LEASE,
+        ST_LEASE_FLOOR,
         ST_KEY_ADD,
         ST_LOOKUP,
         ST_KEY_CHECK,
@@ -82,6 +83,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* The first lease inserts the row (next = n) and returns 0. */
     [ST_LEASE] = "INSERT INTO counters(name, next) VALUES('codes', ?1) ON CONFLICT(name)"
                  " DO UPDATE SET next = next + ?1 RETURNING next - ?1",
+    /* Raises the counter to at least ?1 (re-stores a lease whose
+     * transaction was rolled back while its codes are still in use). */
+    [ST_LEASE_FLOOR] = "INSERT INTO counters(name, next) VALUES('codes', ?1) ON CONFLICT(name)"
+                       " DO UPDATE SET next = max(next, excluded.next)",
     [ST_KEY_ADD] = "INSERT INTO api_keys(hash, name, created_at) VALUES(?1, ?2, ?3)"
                    " ON CONFLICT(hash) DO UPDATE SET name = excluded.name",
     [ST_LOOKUP] = "SELECT url, created_at, expires_at, clicks, last_access FROM links"
@@ -147,6 +152,14 @@ struct kurz_sqlite {
         unsigned busy_ms;
         struct conn *w; /* the write connection: writer thread only */
         uint8_t key[16];
+        /* Writer thread only. A counter lease made inside a create batch is
+         * undone when that transaction fails, but the code generator keeps
+         * handing out the block: lease_end (the end of the highest lease) is
+         * then stored again in the next create transaction, so no code can be
+         * committed while the counter row is below it. */
+        uint64_t lease_end;
+        bool lease_in_tx;   /* a lease happened in the open transaction */
+        bool lease_unsaved; /* the stored counter may be below lease_end */
 
         pthread_mutex_t mu; /* guards the reader pool below */
         pthread_cond_t cv;  /* signalled when a reader is returned */
@@ -803,10 +816,19 @@ static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, 
                 items[i].err = 0;
                 items[i].code[0] = '\0';
         }
+        s->lease_in_tx = false;
         rc = run(c, ST_BEGIN_IMMEDIATE);
         if (rc != SQLITE_OK) {
                 db_err(c->db, rc, "begin create batch");
                 goto out_fail_all;
+        }
+        if (s->lease_unsaved) {
+                sqlite3_bind_int64(c->st[ST_LEASE_FLOOR], 1, (sqlite3_int64)s->lease_end);
+                rc = run(c, ST_LEASE_FLOOR);
+                if (rc != SQLITE_OK) {
+                        db_err(c->db, rc, "store the counter lease again");
+                        goto out_rollback;
+                }
         }
         for (size_t i = 0; i < n; i++) {
                 rc = create_one(c, &items[i], gen, gen_arg);
@@ -824,11 +846,16 @@ static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, 
                 db_err(c->db, rc, "commit create batch");
                 goto out_rollback;
         }
+        s->lease_unsaved = false; /* stored by this commit (floor or lease) */
+        s->lease_in_tx = false;
         return 0;
 
 out_rollback:
         rollback(c);
 out_fail_all:
+        if (s->lease_in_tx)
+                s->lease_unsaved = true;
+        s->lease_in_tx = false;
         /* Nothing of the batch is committed: no item may report success. */
         for (size_t i = 0; i < n; i++)
                 item_fail(&items[i], KURZ_E_UNAVAILABLE);
@@ -1037,6 +1064,10 @@ static int sq_lease_counter(struct kurz_store *store, uint64_t n, uint64_t *star
                 return -ERANGE;
         }
         *start = (uint64_t)first;
+        if ((uint64_t)first + n > s->lease_end)
+                s->lease_end = (uint64_t)first + n;
+        if (!sqlite3_get_autocommit(c->db))
+                s->lease_in_tx = true; /* undone if the transaction fails */
         return 0;
 }
 

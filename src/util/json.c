@@ -62,7 +62,7 @@ int kurz_json_escape(struct kurz_buf *b, const char *p, size_t len)
 {
         const unsigned char *s = (const unsigned char *)p;
         size_t i = 0, run = 0, n;
-        uint32_t cp;
+        uint32_t cp = 0; /* set by every branch; gcc -fsanitize=thread cannot tell */
         int rc;
 
         /* The common case (nothing to escape) needs exactly len + 2. */

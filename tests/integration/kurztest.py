@@ -22,7 +22,9 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
 CODE_RE = re.compile(r"^[0-9a-zA-Z]{7}$")
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer", "ERROR: ThreadSanitizer")
+TSAN = os.environ.get("KURZ_TSAN") == "1"  # KURZ_BIN is the ThreadSanitizer build
 CREATE = "/api/v1/create/shorten"
 
 
