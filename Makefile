@@ -121,6 +121,15 @@ build/test/unit/test_bench: bench/test_bench.c tests/unit/test.h $(BENCH_LIB) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(SAN) -D_GNU_SOURCE -Itests/unit -o $@ bench/test_bench.c $(BENCH_LIB) -lpthread -lm
 
+# make bench: kurz against nginx and the targets of issue 3 (bench/run, server on
+# core 0, load on core 1); writes docs/BENCHMARKS.md and docs/bench/*.svg. A
+# benchmark, not a test: it reports and never fails on its figures; not part of
+# `make test`. BENCH_QUICK=1 runs a short smoke version (about a minute).
+.PHONY: bench
+bench: deps
+	$(MAKE) build/kurz build/kurz-bench
+	bench/run
+
 deps:
 	scripts/install-deps
 

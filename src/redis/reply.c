@@ -180,13 +180,62 @@ int kurz_redis_slots_parse(const struct redisReply *r, const char *default_host,
         return covered;
 }
 
+/* hiredis 0.14 allocates an array reply's element pointers from its count
+ * before any element arrives, so "*600000000\r\n" alone asks for 4.8 GB
+ * (found by fuzz_redis). Walks the element headers and refuses a count the
+ * rest of buf cannot hold: every element takes at least 3 bytes. What it
+ * does not understand it leaves to hiredis. */
+static bool resp_counts_fit(const char *buf, size_t len)
+{
+        size_t i = 0;
+
+        while (i < len) {
+                const char *nl = memchr(buf + i, '\n', len - i);
+                size_t next, rest;
+                long long n = 0;
+                bool neg = false;
+                char type = buf[i];
+
+                if (!nl)
+                        return true; /* incomplete: hiredis refuses it */
+                next = (size_t)(nl - buf) + 1;
+                if (type != '*' && type != '$') {
+                        i = next;
+                        continue;
+                }
+                for (size_t k = i + 1; k < next - 2; k++) {
+                        if (k == i + 1 && buf[k] == '-') {
+                                neg = true;
+                                continue;
+                        }
+                        if (buf[k] < '0' || buf[k] > '9' || n > 1000000000000LL)
+                                return true; /* malformed: hiredis refuses it */
+                        n = n * 10 + (buf[k] - '0');
+                }
+                rest = len - next;
+                if (type == '*') {
+                        if (!neg && (unsigned long long)n > rest / 3)
+                                return false;
+                        i = next;
+                } else if (neg || (unsigned long long)n + 2 > rest) {
+                        i = neg ? next : len;
+                } else {
+                        i = next + (size_t)n + 2;
+                }
+        }
+        return true;
+}
+
 int kurz_redis_slots_parse_resp(const char *buf, size_t len, const char *default_host,
                                 struct kurz_redis_slotmap *map)
 {
-        redisReader *rd = redisReaderCreate();
+        redisReader *rd;
         void *reply = NULL;
         int rc = -EPROTO;
 
+        if (!resp_counts_fit(buf, len))
+                return -EPROTO;
+        rd = redisReaderCreate();
         if (!rd)
                 return -ENOMEM;
         if (redisReaderFeed(rd, buf, len) != REDIS_OK)
