@@ -6,7 +6,8 @@ CC      ?= cc
 PKGS    := libuv jansson sqlite3 libcrypto
 WARN    := -std=c17 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
 CPPFLAGS += -D_GNU_SOURCE -Isrc -I/usr/include/postgresql
-LIBS    := -lhttp_parser -luv -ljansson -lsqlite3 -lpq -lhiredis -lcrypto -lpthread -lm
+LIBS    := -lhttp_parser -luv -ljansson -lsqlite3 -lpq -lhiredis -lqrencode -lpng -lcrypto \
+           -lpthread -lm
 OPT     := -O2 -g
 SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 # ThreadSanitizer build (build/tsan/): gcc's TSan, whose __SANITIZE_THREAD__

@@ -99,6 +99,52 @@ uint64_t kurz_api_now_ms(void);
  * writes the SHA-256 hex of the token into hex (65 bytes). */
 bool kurz_api_bearer_hash(const struct kurz_http_request *req, char hex[65]);
 
+/* --- create.c: the create path the JSON API and the web form share --- */
+
+/* Which input a refused create is about (to show the error next to it). */
+enum kurz_api_field {
+        KURZ_API_FIELD_NONE = 0,
+        KURZ_API_FIELD_URL,
+        KURZ_API_FIELD_BASE,
+        KURZ_API_FIELD_ALIAS,
+        KURZ_API_FIELD_EXPIRY,
+};
+
+/* A create request, already taken apart. Every slice is borrowed for the
+ * kurz_api_create_run() call only; p == NULL means absent. */
+struct kurz_api_create_in {
+        struct kurz_str url;  /* required */
+        struct kurz_str base; /* baseUrl of the short URL */
+        struct kurz_str alias;
+        struct kurz_str expires_at; /* RFC 3339 */
+        int64_t expires_in;         /* seconds, when has_expires_in */
+        bool has_expires_in;
+};
+
+/* The outcome of a create. Borrowed by the callback for its duration only. */
+struct kurz_api_create_out {
+        int status;                /* 201, 400, 409, 500 or 503 */
+        const char *error_code;    /* NULL on success, else e.g. "ALIAS_TAKEN" */
+        const char *message;       /* for API clients; NULL on success */
+        enum kurz_api_field field; /* what a 400 or 409 is about */
+        unsigned retry_after;      /* seconds for a Retry-After header, 0 = none */
+        /* On success: */
+        struct kurz_str url, short_url, code;
+        int64_t created_at, expires_at; /* unix seconds, 0 = never */
+        bool existing;                  /* the same URL was already shortened */
+};
+
+/* Called exactly once on x's loop thread; must answer x. */
+typedef void (*kurz_api_create_fn)(struct kurz_service *s, struct kurz_http_exchange *x,
+                                   const struct kurz_api_create_out *out, void *arg);
+
+/* Validates in (the rules of POST /api/v1/create/shorten), hands the link to
+ * the writer and calls fin after the commit that holds it returned (L1 and L2
+ * filled), or at once (before returning) when in is refused. The caller has
+ * already applied the create rate limit. Loop thread of x. */
+void kurz_api_create_run(struct kurz_service *s, struct kurz_http_exchange *x,
+                         const struct kurz_api_create_in *in, kurz_api_create_fn fin, void *arg);
+
 /* --- handlers --- */
 void kurz_api_redirect(struct kurz_service *s, struct kurz_http_exchange *x, struct kurz_str code);
 void kurz_api_link_get(struct kurz_service *s, struct kurz_http_exchange *x, struct kurz_str code);
@@ -107,4 +153,24 @@ void kurz_api_delete(struct kurz_service *s, struct kurz_http_exchange *x, struc
 void kurz_api_list(struct kurz_service *s, struct kurz_http_exchange *x);
 void kurz_api_health(struct kurz_service *s, struct kurz_http_exchange *x, bool deep);
 void kurz_api_metrics(struct kurz_service *s, struct kurz_http_exchange *x);
+/* qr.c: GET /api/v1/create/qr */
+void kurz_api_qr(struct kurz_service *s, struct kurz_http_exchange *x);
+/* ui.c: the web pages (HTML; JSON only for 405 and lookup rate limits) */
+void kurz_api_ui_home(struct kurz_service *s, struct kurz_http_exchange *x);   /* GET / */
+void kurz_api_ui_create(struct kurz_service *s, struct kurz_http_exchange *x); /* POST / */
+/* GET /{code}+ */
+void kurz_api_ui_preview(struct kurz_service *s, struct kurz_http_exchange *x,
+                         struct kurz_str code);
+/* GET /stats/{code} */
+void kurz_api_ui_stats(struct kurz_service *s, struct kurz_http_exchange *x, struct kurz_str code);
+/* GET /stats (?code=C redirects to /stats/C) */
+void kurz_api_ui_platform(struct kurz_service *s, struct kurz_http_exchange *x);
+/* GET /static/<name>: true when name is an asset (x answered), else false. */
+bool kurz_api_ui_asset(struct kurz_service *s, struct kurz_http_exchange *x, struct kurz_str name);
+/* ui_assets.c: appends the <link> and <script> tags of the versioned assets. */
+int kurz_api_ui_asset_links(struct kurz_buf *b);
+/* stats.c: GET /api/v1/stats/url/{code} and GET /api/v1/stats/platform. */
+void kurz_api_stats_link(struct kurz_service *s, struct kurz_http_exchange *x,
+                         struct kurz_str code);
+void kurz_api_stats_platform(struct kurz_service *s, struct kurz_http_exchange *x);
 #endif

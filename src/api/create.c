@@ -1,6 +1,7 @@
 /* api/create.c - POST /api/v1/create/shorten. Validates on the loop thread,
  * hands the link to the store's writer (group commit) and answers 201 only
- * after the commit that holds it returned; then fills L1 (write-through). */
+ * after the commit that holds it returned; then fills L1 (write-through).
+ * The web form (api/ui.c) creates through the same kurz_api_create_run(). */
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -19,6 +20,8 @@ struct create_job {
         struct kurz_writer_create wc;
         struct kurz_service *s;
         struct kurz_http_deferred *d;
+        kurz_api_create_fn fin;
+        void *fin_arg;
         char *url;  /* owned */
         char *base; /* owned: the base of shortUrl */
         char alias[KURZ_CODE_MAX + 1];
@@ -36,12 +39,27 @@ static void job_free(struct create_job *j)
         free(j);
 }
 
+/* Answers fin with a refusal. */
+static void refuse(struct kurz_service *s, struct kurz_http_exchange *x, kurz_api_create_fn fin,
+                   void *arg, int status, const char *code, const char *msg,
+                   enum kurz_api_field field)
+{
+        struct kurz_api_create_out o = {0};
+
+        o.status = status;
+        o.error_code = code;
+        o.message = msg;
+        o.field = field;
+        fin(s, x, &o, arg);
+}
+
 static void create_done(struct kurz_http_exchange *x, void *arg)
 {
         struct create_job *j = arg;
         struct kurz_service *s = j->s;
         struct kurz_create *c = &j->wc.item;
-        struct kurz_buf b = {0}, u = {0};
+        struct kurz_api_create_out o = {0};
+        struct kurz_buf u = {0};
         int rc = 0;
 
         switch (c->status) {
@@ -49,20 +67,20 @@ static void create_done(struct kurz_http_exchange *x, void *arg)
         case KURZ_CREATE_EXISTING:
                 break;
         case KURZ_CREATE_ALIAS_TAKEN:
-                kurz_api_error(s, x, KURZ_ROUTE_CREATE, 409, "ALIAS_TAKEN",
-                               "this alias is already taken; choose another", NULL, NULL, 0);
+                refuse(s, x, j->fin, j->fin_arg, 409, "ALIAS_TAKEN",
+                       "this alias is already taken; choose another", KURZ_API_FIELD_ALIAS);
                 goto out;
         default:
                 kurz_metrics_add(s->metrics, KURZ_METRICS_SHARED, KURZ_C_STORE_ERROR, 1);
                 if (c->err == -EAGAIN || c->err == KURZ_E_UNAVAILABLE || c->err == -EBUSY) {
-                        struct kurz_http_header h = {KURZ_STR_LIT("Retry-After"),
-                                                     KURZ_STR_LIT("1")};
-                        kurz_api_error(s, x, KURZ_ROUTE_CREATE, 503, "SERVICE_UNAVAILABLE",
-                                       "the link store cannot take writes now; retry shortly",
-                                       NULL, &h, 1);
+                        o.status = 503;
+                        o.error_code = "SERVICE_UNAVAILABLE";
+                        o.message = "the link store cannot take writes now; retry shortly";
+                        o.retry_after = 1;
+                        j->fin(s, x, &o, j->fin_arg);
                 } else {
-                        kurz_api_error(s, x, KURZ_ROUTE_CREATE, 500, "URL_GENERATION_FAILED",
-                                       "could not generate a short code", NULL, NULL, 0);
+                        refuse(s, x, j->fin, j->fin_arg, 500, "URL_GENERATION_FAILED",
+                               "could not generate a short code", KURZ_API_FIELD_NONE);
                 }
                 goto out;
         }
@@ -70,8 +88,8 @@ static void create_done(struct kurz_http_exchange *x, void *arg)
                 kurz_metrics_add(s->metrics, KURZ_METRICS_SHARED, KURZ_C_CREATED, 1);
         {
                 struct kurz_str code = kurz_str_c(c->code);
-                kurz_l1_put(s->l1, code, (struct kurz_str){j->url, c->url_len},
-                            c->out_expires_at, kurz_l1_seq(s->l1, code), kurz_api_now_ms());
+                kurz_l1_put(s->l1, code, (struct kurz_str){j->url, c->url_len}, c->out_expires_at,
+                            kurz_l1_seq(s->l1, code), kurz_api_now_ms());
                 /* Write-through to L2 too, in the background. */
                 if (s->l2)
                         kurz_l2_put_async(s->l2, code.p, code.len, j->url, c->url_len,
@@ -80,29 +98,64 @@ static void create_done(struct kurz_http_exchange *x, void *arg)
         rc |= kurz_buf_puts(&u, j->base);
         rc |= kurz_buf_puts(&u, "/");
         rc |= kurz_buf_puts(&u, c->code);
+        if (rc) {
+                refuse(s, x, j->fin, j->fin_arg, 500, "INTERNAL_SERVER_ERROR", "out of memory",
+                       KURZ_API_FIELD_NONE);
+                goto out;
+        }
+        o.status = 201;
+        o.url = (struct kurz_str){j->url, c->url_len};
+        o.short_url = (struct kurz_str){u.p, u.len};
+        o.code = kurz_str_c(c->code);
+        o.created_at = c->out_created_at;
+        o.expires_at = c->out_expires_at;
+        o.existing = c->status == KURZ_CREATE_EXISTING;
+        j->fin(s, x, &o, j->fin_arg);
+out:
+        kurz_buf_free(&u);
+        job_free(j);
+}
+
+/* The JSON API's answer to a create. */
+static void json_fin(struct kurz_service *s, struct kurz_http_exchange *x,
+                     const struct kurz_api_create_out *o, void *arg)
+{
+        struct kurz_buf b = {0};
+        int rc = 0;
+
+        (void)arg;
+        if (o->error_code) {
+                struct kurz_http_header h = {KURZ_STR_LIT("Retry-After"), KURZ_STR_LIT("1")};
+                char ra[16];
+
+                if (o->retry_after > 1) {
+                        snprintf(ra, sizeof(ra), "%u", o->retry_after);
+                        h.value = kurz_str_c(ra);
+                }
+                kurz_api_error(s, x, KURZ_ROUTE_CREATE, o->status, o->error_code, o->message, NULL,
+                               &h, o->retry_after ? 1 : 0);
+                return;
+        }
         rc |= kurz_buf_puts(&b, "{\"originalUrl\":");
-        rc |= kurz_json_escape(&b, j->url, c->url_len);
+        rc |= kurz_json_escape(&b, o->url.p, o->url.len);
         rc |= kurz_buf_puts(&b, ",\"shortUrl\":");
-        rc |= kurz_json_escape(&b, u.p, u.len);
+        rc |= kurz_json_escape(&b, o->short_url.p, o->short_url.len);
         rc |= kurz_buf_puts(&b, ",\"shortCode\":");
-        rc |= kurz_json_escape(&b, c->code, strlen(c->code));
+        rc |= kurz_json_escape(&b, o->code.p, o->code.len);
         rc |= kurz_buf_puts(&b, ",\"success\":true,\"message\":null,\"errorCode\":null,"
                                 "\"createdAt\":");
-        rc |= kurz_json_time(&b, c->out_created_at);
+        rc |= kurz_json_time(&b, o->created_at);
         rc |= kurz_buf_puts(&b, ",\"expiresAt\":");
-        rc |= kurz_json_time(&b, c->out_expires_at);
+        rc |= kurz_json_time(&b, o->expires_at);
         rc |= kurz_buf_puts(&b, "}");
         if (rc) {
                 kurz_api_error(s, x, KURZ_ROUTE_CREATE, 500, "INTERNAL_SERVER_ERROR",
                                "out of memory", NULL, NULL, 0);
         } else {
-                struct kurz_http_header h = {KURZ_STR_LIT("Location"), {u.p, u.len}};
+                struct kurz_http_header h = {KURZ_STR_LIT("Location"), o->short_url};
                 kurz_api_json(s, x, KURZ_ROUTE_CREATE, 201, &b, &h, 1);
         }
-out:
         kurz_buf_free(&b);
-        kurz_buf_free(&u);
-        job_free(j);
 }
 
 /* Writer thread: the commit returned; finish on the exchange's loop. */
@@ -148,80 +201,68 @@ static const char *check_base(struct kurz_str b, struct kurz_url_parts *parts)
         return NULL;
 }
 
-/* The create itself, once the client's rate limit allowed it. */
-static void create_checked(struct kurz_service *s, struct kurz_http_exchange *x)
+/* Is the target u a link to this kurz itself (by --base-url or by the Host
+ * header the client used)? Such links would redirect in a loop. */
+static bool points_to_self(struct kurz_service *s, const struct kurz_http_request *req,
+                           const struct kurz_url_parts *up)
+{
+        if (s->has_base_url && kurz_url_same_origin(up, &s->base_parts))
+                return true;
+        if (req->host.len) {
+                char tmp[300];
+                int n = snprintf(tmp, sizeof(tmp), "http://%.*s/", (int)req->host.len, req->host.p);
+                struct kurz_url_parts hp;
+                if (n > 0 && (size_t)n < sizeof(tmp) &&
+                    !kurz_url_check((struct kurz_str){tmp, (size_t)n}, sizeof(tmp), &hp) &&
+                    kurz_str_ieq(hp.host, up->host) &&
+                    (hp.port == up->port || (hp.port == 80 && up->port == 443)))
+                        return true;
+        }
+        return false;
+}
+
+void kurz_api_create_run(struct kurz_service *s, struct kurz_http_exchange *x,
+                         const struct kurz_api_create_in *in, kurz_api_create_fn fin, void *arg)
 {
         const struct kurz_http_request *req = kurz_http_request(x);
-        const char *url, *base, *alias, *exp_at;
-        size_t url_len, base_len, alias_len, exp_at_len;
+        struct kurz_str url = in->url, alias = in->alias;
         struct kurz_url_parts up, bp;
         const char *err;
-        json_error_t jerr;
-        json_t *root = NULL, *exp_in;
         struct create_job *j = NULL;
         struct kurz_buf basebuf = {0};
         int64_t now = kurz_api_now_s(), expires_at;
         bool explicit_expiry = false;
+        enum kurz_api_field field = KURZ_API_FIELD_URL;
         int rc;
 
-        if (req->body.len == 0) {
-                bad(s, x, "request body must be a JSON object with originalUrl");
-                return;
+        if (!url.p) {
+                err = "originalUrl is required";
+                goto out_bad;
         }
-        root = json_loadb(req->body.p, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
-        /* Out of memory is not the client's fault: not a 400. jansson
-         * leaves the error empty when its lexer cannot allocate. */
-        if (!root && (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0]))
-                goto out_unavailable;
-        if (!root || !json_is_object(root)) {
-                bad(s, x, "request body must be a JSON object with originalUrl");
-                goto out;
+        if (memchr(url.p, '\0', url.len)) {
+                err = "originalUrl must not contain NUL characters";
+                goto out_bad;
         }
-        if (!opt_string(s, x, root, "originalUrl", &url, &url_len) ||
-            !opt_string(s, x, root, "baseUrl", &base, &base_len) ||
-            !opt_string(s, x, root, "alias", &alias, &alias_len) ||
-            !opt_string(s, x, root, "expiresAt", &exp_at, &exp_at_len))
-                goto out;
-        if (!url) {
-                bad(s, x, "originalUrl is required");
-                goto out;
+        err = kurz_url_check(url, KURZ_URL_MAX, &up);
+        if (err)
+                goto out_bad;
+        if (points_to_self(s, req, &up)) {
+                err = "originalUrl must not point to this URL shortener";
+                goto out_bad;
         }
-        if (strlen(url) != url_len) {
-                bad(s, x, "originalUrl must not contain NUL characters");
-                goto out;
-        }
-        err = kurz_url_check((struct kurz_str){url, url_len}, KURZ_URL_MAX, &up);
-        if (err) {
-                bad(s, x, err);
-                goto out;
-        }
-        /* Refuse links to kurz itself: they would redirect in a loop. */
-        if (s->has_base_url && kurz_url_same_origin(&up, &s->base_parts)) {
-                bad(s, x, "originalUrl must not point to this URL shortener");
-                goto out;
-        }
-        if (req->host.len) {
-                char tmp[300];
-                int n = snprintf(tmp, sizeof(tmp), "http://%.*s/", (int)req->host.len,
-                                 req->host.p);
-                struct kurz_url_parts hp;
-                if (n > 0 && (size_t)n < sizeof(tmp) &&
-                    !kurz_url_check((struct kurz_str){tmp, (size_t)n}, sizeof(tmp), &hp) &&
-                    kurz_str_ieq(hp.host, up.host) &&
-                    (hp.port == up.port || (hp.port == 80 && up.port == 443))) {
-                        bad(s, x, "originalUrl must not point to this URL shortener");
-                        goto out;
+        if (in->base.p) {
+                struct kurz_str bs = in->base;
+                field = KURZ_API_FIELD_BASE;
+                if (memchr(bs.p, '\0', bs.len)) {
+                        err = "baseUrl is invalid";
+                        goto out_bad;
                 }
-        }
-        if (base) {
-                struct kurz_str bs = {base, base_len};
-                if (strlen(base) != base_len || (err = check_base(bs, &bp))) {
-                        bad(s, x, strlen(base) != base_len ? "baseUrl is invalid" : err);
-                        goto out;
-                }
+                if ((err = check_base(bs, &bp)))
+                        goto out_bad;
                 if (kurz_url_same_origin(&up, &bp)) {
-                        bad(s, x, "originalUrl must not point to this URL shortener");
-                        goto out;
+                        err = "originalUrl must not point to this URL shortener";
+                        field = KURZ_API_FIELD_URL;
+                        goto out_bad;
                 }
                 while (bs.len && bs.p[bs.len - 1] == '/')
                         bs.len--;
@@ -229,66 +270,66 @@ static void create_checked(struct kurz_service *s, struct kurz_http_exchange *x)
         } else {
                 kurz_api_base_url(s, req, &basebuf);
         }
-        if (alias) {
-                if (strlen(alias) != alias_len || (err = kurz_alias_check(
-                                                       (struct kurz_str){alias, alias_len}))) {
-                        bad(s, x, strlen(alias) != alias_len ? "alias is invalid" : err);
-                        goto out;
+        if (alias.p) {
+                field = KURZ_API_FIELD_ALIAS;
+                if (memchr(alias.p, '\0', alias.len)) {
+                        err = "alias is invalid";
+                        goto out_bad;
                 }
+                if ((err = kurz_alias_check(alias)))
+                        goto out_bad;
         }
-        exp_in = json_object_get(root, "expiresIn");
-        if (exp_in && json_is_null(exp_in))
-                exp_in = NULL;
-        if (exp_in && exp_at) {
-                bad(s, x, "give either expiresAt or expiresIn, not both");
-                goto out;
+        field = KURZ_API_FIELD_EXPIRY;
+        if (in->has_expires_in && in->expires_at.p) {
+                err = "give either expiresAt or expiresIn, not both";
+                goto out_bad;
         }
-        expires_at = s->cfg->default_expiry_ms ? now + (int64_t)(s->cfg->default_expiry_ms / 1000)
-                                               : 0;
-        if (exp_in) {
-                json_int_t secs;
-                if (!json_is_integer(exp_in) || (secs = json_integer_value(exp_in)) <= 0 ||
-                    secs > MAX_EXPIRY_S) {
-                        bad(s, x, "expiresIn must be a positive whole number of seconds "
-                                  "(at most 100 years)");
-                        goto out;
+        expires_at =
+            s->cfg->default_expiry_ms ? now + (int64_t)(s->cfg->default_expiry_ms / 1000) : 0;
+        if (in->has_expires_in) {
+                if (in->expires_in <= 0 || in->expires_in > MAX_EXPIRY_S) {
+                        err = "expiresIn must be a positive whole number of seconds "
+                              "(at most 100 years)";
+                        goto out_bad;
                 }
-                expires_at = now + (int64_t)secs;
+                expires_at = now + in->expires_in;
                 explicit_expiry = true;
-        } else if (exp_at) {
+        } else if (in->expires_at.p) {
                 int64_t t;
-                if (kurz_time_parse_rfc3339(exp_at, exp_at_len, &t) < 0) {
-                        bad(s, x, "expiresAt must be an RFC 3339 date-time, e.g. "
-                                  "2030-01-01T00:00:00Z");
-                        goto out;
+                if (kurz_time_parse_rfc3339(in->expires_at.p, in->expires_at.len, &t) < 0) {
+                        err = "expiresAt must be an RFC 3339 date-time, e.g. "
+                              "2030-01-01T00:00:00Z";
+                        goto out_bad;
                 }
                 if (t <= now) {
-                        bad(s, x, "expiresAt must be in the future");
-                        goto out;
+                        err = "expiresAt must be in the future";
+                        goto out_bad;
                 }
                 if (t - now > MAX_EXPIRY_S) {
-                        bad(s, x, "expiresAt is too far in the future (at most 100 years)");
-                        goto out;
+                        err = "expiresAt is too far in the future (at most 100 years)";
+                        goto out_bad;
                 }
                 expires_at = t;
                 explicit_expiry = true;
         }
 
         j = calloc(1, sizeof(*j));
-        if (!j || !(j->url = strndup(url, url_len)) || kurz_buf_append(&basebuf, "", 1) < 0)
+        if (!j || !(j->url = strndup(url.p, url.len)) || kurz_buf_append(&basebuf, "", 1) < 0)
                 goto out_unavailable;
         j->base = basebuf.p;
         basebuf = (struct kurz_buf){0};
         j->s = s;
-        if (alias)
-                memcpy(j->alias, alias, alias_len + 1);
+        j->fin = fin;
+        j->fin_arg = arg;
+        if (alias.p)
+                memcpy(j->alias, alias.p, alias.len); /* <= 64: checked; NUL from calloc */
         j->wc.item.url = j->url;
-        j->wc.item.url_len = url_len;
-        j->wc.item.url_hash = kurz_hash(url, url_len);
-        j->wc.item.alias = alias ? j->alias : NULL;
+        j->wc.item.url_len = url.len;
+        j->wc.item.url_hash = kurz_hash(url.p, url.len);
+        j->wc.item.alias = alias.p ? j->alias : NULL;
         j->wc.item.created_at = now;
         j->wc.item.expires_at = expires_at;
-        j->wc.item.dedupe = !alias && !explicit_expiry;
+        j->wc.item.dedupe = !alias.p && !explicit_expiry;
         j->wc.done = writer_done;
         j->d = kurz_http_defer(x);
         rc = kurz_writer_create(s->writer, &j->wc);
@@ -298,16 +339,63 @@ static void create_checked(struct kurz_service *s, struct kurz_http_exchange *x)
                 j->wc.item.err = -EAGAIN;
                 kurz_http_resume(j->d, create_done, j);
         }
-        json_decref(root);
         return;
 
 out_unavailable:
         if (j)
                 job_free(j);
-        kurz_api_error(s, x, KURZ_ROUTE_CREATE, 503, "SERVICE_UNAVAILABLE", "out of memory",
-                       NULL, NULL, 0);
-out:
         kurz_buf_free(&basebuf);
+        refuse(s, x, fin, arg, 503, "SERVICE_UNAVAILABLE", "out of memory", KURZ_API_FIELD_NONE);
+        return;
+out_bad:
+        kurz_buf_free(&basebuf);
+        refuse(s, x, fin, arg, 400, "INVALID_INPUT", err, field);
+}
+
+/* POST /api/v1/create/shorten, once the client's rate limit allowed it:
+ * takes the JSON body apart and runs the shared create. */
+static void create_checked(struct kurz_service *s, struct kurz_http_exchange *x)
+{
+        const struct kurz_http_request *req = kurz_http_request(x);
+        struct kurz_api_create_in in = {0};
+        const char *url, *base, *alias, *exp_at;
+        size_t url_len, base_len, alias_len, exp_at_len;
+        json_error_t jerr;
+        json_t *root = NULL, *exp_in;
+
+        if (req->body.len == 0) {
+                bad(s, x, "request body must be a JSON object with originalUrl");
+                return;
+        }
+        root = json_loadb(req->body.p, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
+        /* Out of memory is not the client's fault: not a 400. jansson
+         * leaves the error empty when its lexer cannot allocate. */
+        if (!root && (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0])) {
+                kurz_api_error(s, x, KURZ_ROUTE_CREATE, 503, "SERVICE_UNAVAILABLE", "out of memory",
+                               NULL, NULL, 0);
+                return;
+        }
+        if (!root || !json_is_object(root)) {
+                bad(s, x, "request body must be a JSON object with originalUrl");
+                goto out;
+        }
+        if (!opt_string(s, x, root, "originalUrl", &url, &url_len) ||
+            !opt_string(s, x, root, "baseUrl", &base, &base_len) ||
+            !opt_string(s, x, root, "alias", &alias, &alias_len) ||
+            !opt_string(s, x, root, "expiresAt", &exp_at, &exp_at_len))
+                goto out;
+        in.url = (struct kurz_str){url, url_len};
+        in.base = (struct kurz_str){base, base_len};
+        in.alias = (struct kurz_str){alias, alias_len};
+        in.expires_at = (struct kurz_str){exp_at, exp_at_len};
+        exp_in = json_object_get(root, "expiresIn");
+        if (exp_in && !json_is_null(exp_in)) {
+                /* Not a whole number: 0, which the shared check refuses. */
+                in.has_expires_in = true;
+                in.expires_in = json_is_integer(exp_in) ? json_integer_value(exp_in) : 0;
+        }
+        kurz_api_create_run(s, x, &in, json_fin, NULL); /* copies what it keeps */
+out:
         json_decref(root);
 }
 

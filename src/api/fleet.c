@@ -156,6 +156,7 @@ int kurz_api_fleet_read(struct kurz_service *s, const char *code, size_t len, st
 struct limit_job {
         struct kurz_service *s;
         void (*cont)(struct kurz_service *s, struct kurz_http_exchange *x);
+        void (*deny)(struct kurz_service *s, struct kurz_http_exchange *x, unsigned retry);
         char ip[KURZ_IP_STRLEN];
         bool allowed;
         unsigned retry;
@@ -191,7 +192,6 @@ static void refuse(struct kurz_service *s, struct kurz_http_exchange *x, unsigne
         char ra[16];
         struct kurz_http_header h;
 
-        kurz_metrics_add(s->metrics, kurz_http_request(x)->thread, KURZ_C_RATE_LIMITED, 1);
         snprintf(ra, sizeof(ra), "%u", retry ? retry : 1);
         h = (struct kurz_http_header){KURZ_STR_LIT("Retry-After"), kurz_str_c(ra)};
         kurz_api_error(s, x, KURZ_ROUTE_CREATE, 429, "RATE_LIMITED",
@@ -202,17 +202,31 @@ static void limit_done(struct kurz_http_exchange *x, void *arg)
 {
         struct limit_job *j = arg;
 
-        if (j->allowed)
+        if (j->allowed) {
                 j->cont(j->s, x);
-        else
-                refuse(j->s, x, j->retry);
+        } else {
+                kurz_metrics_add(j->s->metrics, kurz_http_request(x)->thread, KURZ_C_RATE_LIMITED,
+                                 1);
+                j->deny(j->s, x, j->retry);
+        }
         free(j);
 }
 
 void kurz_api_create_limited(struct kurz_service *s, struct kurz_http_exchange *x,
                              void (*cont)(struct kurz_service *s, struct kurz_http_exchange *x))
 {
+        kurz_api_create_limited_ex(s, x, cont, refuse);
+}
+
+void kurz_api_create_limited_ex(struct kurz_service *s, struct kurz_http_exchange *x,
+                                void (*cont)(struct kurz_service *s, struct kurz_http_exchange *x),
+                                void (*deny)(struct kurz_service *s, struct kurz_http_exchange *x,
+                                             unsigned retry))
+{
+        char ip[KURZ_IP_STRLEN];
+        unsigned retry = 1;
         struct limit_job *j;
+        size_t n;
 
         if (!s->create_limit) {
                 cont(s, x);
@@ -225,14 +239,22 @@ void kurz_api_create_limited(struct kurz_service *s, struct kurz_http_exchange *
                 goto local;
         j->s = s;
         j->cont = cont;
+        j->deny = deny;
         kurz_api_client_ip(s, kurz_http_request(x), j->ip);
         if (kurz_http_offload(x, limit_work, limit_done, j) == 0)
                 return;
         free(j);
         atomic_fetch_add_explicit(&s->flight->limit_fallbacks, 1, memory_order_relaxed);
 local:
-        if (kurz_api_rate_ok(s, x, s->create_limit, KURZ_ROUTE_CREATE))
+        n = kurz_client_ip(s->proxies, &kurz_http_request(x)->peer,
+                           kurz_http_request(x)->x_forwarded_for, ip);
+        if (kurz_ratelimit_take(s->create_limit, (struct kurz_str){ip, n}, kurz_api_now_ms(),
+                                &retry)) {
                 cont(s, x);
+                return;
+        }
+        kurz_metrics_add(s->metrics, kurz_http_request(x)->thread, KURZ_C_RATE_LIMITED, 1);
+        deny(s, x, retry);
 }
 
 /* --- lifecycle --- */

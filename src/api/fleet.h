@@ -61,6 +61,12 @@ int kurz_api_fleet_read(struct kurz_service *s, const char *code, size_t len,
  * back to the per-process limiter, never to no limit. Loop thread of x. */
 void kurz_api_create_limited(struct kurz_service *s, struct kurz_http_exchange *x,
                              void (*cont)(struct kurz_service *s, struct kurz_http_exchange *x));
+/* The same, but a refused client is answered by deny(s, x, retry_after_s)
+ * (the web form answers with a page instead of JSON). */
+void kurz_api_create_limited_ex(struct kurz_service *s, struct kurz_http_exchange *x,
+                                void (*cont)(struct kurz_service *s, struct kurz_http_exchange *x),
+                                void (*deny)(struct kurz_service *s, struct kurz_http_exchange *x,
+                                             unsigned retry));
 
 /* Appends single-flight, L2 and Redis metrics (nothing else when Redis is
  * off). Thread-safe. */

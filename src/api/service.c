@@ -29,14 +29,45 @@ static bool get_or_head(enum kurz_http_method m)
         return m == KURZ_HTTP_GET || m == KURZ_HTTP_HEAD;
 }
 
-static void route_home(struct kurz_service *s, struct kurz_http_exchange *x)
+/* The role whose process serves a request: KURZ_ROLE_ALL for what every
+ * role serves (/health, /metrics, /) and for paths no role claims. Admin
+ * routes (DELETE /api/v1/urls/{code}, GET /api/v1/urls) belong to create,
+ * the role that writes links. */
+static enum kurz_role route_role(struct kurz_str p, enum kurz_http_method m)
 {
-        static const char body[] =
-            "{\"service\":\"kurz\",\"description\":\"URL shortener\","
-            "\"create\":\"POST /api/v1/create/shorten {\\\"originalUrl\\\":\\\"https://...\\\"}\"}";
-        struct kurz_buf b = {(char *)body, sizeof(body) - 1, 0, 0};
+        if (kurz_str_has_prefix(p, "/api/v1/create/") || kurz_str_eq_lit(p, "/api/v1/urls"))
+                return KURZ_ROLE_CREATE;
+        if (kurz_str_has_prefix(p, "/api/v1/stats/"))
+                return KURZ_ROLE_STATS;
+        if (kurz_str_has_prefix(p, "/api/v1/urls/"))
+                return m == KURZ_HTTP_DELETE ? KURZ_ROLE_CREATE : KURZ_ROLE_LOOKUP;
+        if (kurz_str_eq_lit(p, "/health/create"))
+                return KURZ_ROLE_CREATE;
+        if (kurz_str_eq_lit(p, "/health/lookup"))
+                return KURZ_ROLE_LOOKUP;
+        if (kurz_str_eq_lit(p, "/health/stats"))
+                return KURZ_ROLE_STATS;
+        if (p.len > 1 && p.p[0] == '/') {
+                struct kurz_str code = {p.p + 1, p.len - 1};
+                if (kurz_code_syntax_ok(code) && !kurz_str_eq_lit(code, "health") &&
+                    !kurz_str_eq_lit(code, "metrics"))
+                        return KURZ_ROLE_LOOKUP;
+        }
+        return KURZ_ROLE_ALL;
+}
 
-        kurz_api_json(s, x, KURZ_ROUTE_OTHER, 200, &b, NULL, 0);
+/* A route of another role: 404 (the resource is not here), naming the
+ * service that answers it, so a misrouted gateway is easy to spot. */
+static void wrong_role(struct kurz_service *s, struct kurz_http_exchange *x, enum kurz_role r)
+{
+        char extra[64], msg[128];
+
+        snprintf(extra, sizeof(extra), ",\"service\":\"%s\"", kurz_config_role_name(r));
+        snprintf(msg, sizeof(msg),
+                 "this kurz process serves the %s role; the %s service "
+                 "answers this path",
+                 s->cfg->role, kurz_config_role_name(r));
+        kurz_api_error(s, x, KURZ_ROUTE_OTHER, 404, "NOT_FOUND", msg, extra, NULL, 0);
 }
 
 static void on_request(void *app, struct kurz_http_exchange *x)
@@ -46,16 +77,33 @@ static void on_request(void *app, struct kurz_http_exchange *x)
         struct kurz_str p = req->path;
         enum kurz_http_method m = req->method;
 
+        if (s->cfg->role_id != KURZ_ROLE_ALL) {
+                enum kurz_role r = route_role(p, m);
+                if (r != KURZ_ROLE_ALL && r != s->cfg->role_id) {
+                        wrong_role(s, x, r);
+                        return;
+                }
+        }
+
         /* The hot path first: "/{code}" is a single segment of code chars. */
         if (p.len > 1 && p.p[0] == '/') {
                 struct kurz_str code = {p.p + 1, p.len - 1};
                 if (kurz_code_syntax_ok(code) && !kurz_str_eq_lit(code, "health") &&
-                    !kurz_str_eq_lit(code, "metrics")) {
+                    !kurz_str_eq_lit(code, "metrics") && !kurz_str_eq_lit(code, "stats")) {
                         if (get_or_head(m))
                                 kurz_api_redirect(s, x, code);
                         else
                                 kurz_api_method_not_allowed(s, x, KURZ_ROUTE_REDIRECT,
                                                             "GET, HEAD");
+                        return;
+                }
+                /* "/{code}+": the preview page (Bitly's and Kutt's convention). */
+                code.len--;
+                if (code.len && p.p[p.len - 1] == '+' && kurz_code_syntax_ok(code)) {
+                        if (get_or_head(m))
+                                kurz_api_ui_preview(s, x, code);
+                        else
+                                kurz_api_method_not_allowed(s, x, KURZ_ROUTE_LINK, "GET, HEAD");
                         return;
                 }
         }
@@ -85,8 +133,23 @@ static void on_request(void *app, struct kurz_http_exchange *x)
                         kurz_api_method_not_allowed(s, x, KURZ_ROUTE_LIST, "GET, HEAD");
                 return;
         }
+        if (kurz_str_eq_lit(p, "/api/v1/stats/platform")) {
+                if (get_or_head(m))
+                        kurz_api_stats_platform(s, x);
+                else
+                        kurz_api_method_not_allowed(s, x, KURZ_ROUTE_STATS, "GET, HEAD");
+                return;
+        }
+        if (kurz_str_has_prefix(p, "/api/v1/stats/url/")) {
+                struct kurz_str code = {p.p + 18, p.len - 18};
+                if (get_or_head(m))
+                        kurz_api_stats_link(s, x, code);
+                else
+                        kurz_api_method_not_allowed(s, x, KURZ_ROUTE_STATS, "GET, HEAD");
+                return;
+        }
         if (kurz_str_eq_lit(p, "/health") || kurz_str_eq_lit(p, "/health/create") ||
-            kurz_str_eq_lit(p, "/health/lookup")) {
+            kurz_str_eq_lit(p, "/health/lookup") || kurz_str_eq_lit(p, "/health/stats")) {
                 if (get_or_head(m))
                         kurz_api_health(s, x, p.len > 7);
                 else
@@ -102,9 +165,43 @@ static void on_request(void *app, struct kurz_http_exchange *x)
         }
         if (kurz_str_eq_lit(p, "/")) {
                 if (get_or_head(m))
-                        route_home(s, x);
+                        kurz_api_ui_home(s, x);
+                else if (m == KURZ_HTTP_POST)
+                        kurz_api_ui_create(s, x);
+                else
+                        kurz_api_method_not_allowed(s, x, KURZ_ROUTE_OTHER, "GET, HEAD, POST");
+                return;
+        }
+        if (kurz_str_eq_lit(p, "/api/v1/create/qr")) {
+                if (get_or_head(m))
+                        kurz_api_qr(s, x);
                 else
                         kurz_api_method_not_allowed(s, x, KURZ_ROUTE_OTHER, "GET, HEAD");
+                return;
+        }
+        if (kurz_str_eq_lit(p, "/stats")) {
+                if (get_or_head(m))
+                        kurz_api_ui_platform(s, x);
+                else
+                        kurz_api_method_not_allowed(s, x, KURZ_ROUTE_OTHER, "GET, HEAD");
+                return;
+        }
+        if (kurz_str_has_prefix(p, "/stats/")) {
+                struct kurz_str code = {p.p + 7, p.len - 7};
+                if (!kurz_code_syntax_ok(code))
+                        goto not_found;
+                if (get_or_head(m))
+                        kurz_api_ui_stats(s, x, code);
+                else
+                        kurz_api_method_not_allowed(s, x, KURZ_ROUTE_OTHER, "GET, HEAD");
+                return;
+        }
+        if (kurz_str_has_prefix(p, "/static/")) {
+                struct kurz_str name = {p.p + 8, p.len - 8};
+                if (!get_or_head(m))
+                        kurz_api_method_not_allowed(s, x, KURZ_ROUTE_OTHER, "GET, HEAD");
+                else if (!kurz_api_ui_asset(s, x, name))
+                        goto not_found;
                 return;
         }
 not_found:
@@ -501,14 +598,17 @@ int kurz_service_run(const struct kurz_config *cfg)
         uv_timer_init(&ml.loop, &ml.reclaim);
         ml.flush.data = ml.cleanup.data = ml.reclaim.data = &s;
         uv_timer_start(&ml.flush, flush_tick, cfg->click_flush_ms, cfg->click_flush_ms);
-        if (cfg->cleanup_interval_ms)
+        /* Expiry cleanup is a write: the create role (or all) runs it; lookup
+         * and stats processes only read, and flush the clicks they count. */
+        if (cfg->cleanup_interval_ms &&
+            (cfg->role_id == KURZ_ROLE_ALL || cfg->role_id == KURZ_ROLE_CREATE))
                 uv_timer_start(&ml.cleanup, cleanup_tick, 1000, cfg->cleanup_interval_ms);
         uv_timer_start(&ml.reclaim, reclaim_tick, 1000, 1000);
         atomic_store(&s.last_flush_s, kurz_api_now_s());
 
-        printf("kurz: listening on http://%s%s%s:%u (%u threads, store %s in %s)\n",
+        printf("kurz: listening on http://%s%s%s:%u (role %s, %u threads, store %s in %s)\n",
                strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
-               strchr(cfg->listen_host, ':') ? "]" : "", kurz_http_server_port(s.http),
+               strchr(cfg->listen_host, ':') ? "]" : "", kurz_http_server_port(s.http), cfg->role,
                cfg->threads, s.store->name, cfg->data_dir);
         fflush(stdout);
 

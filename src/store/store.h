@@ -63,6 +63,32 @@ struct kurz_create {
         int64_t out_expires_at;
 };
 
+/* One day of a link's clicks. */
+struct kurz_day_clicks {
+        int32_t day; /* days since 1970-01-01 (UTC) */
+        int64_t clicks;
+};
+
+/* What GET /api/v1/stats/url/{code} reports. */
+struct kurz_link_stats {
+        int64_t total_clicks;
+        int64_t clicks_today;
+        int64_t clicks_week;  /* the last 7 days, today included */
+        int64_t clicks_month; /* the last 30 days, today included */
+        int64_t first_click;  /* unix seconds, 0 = never */
+        int64_t last_click;   /* unix seconds, 0 = never */
+        struct kurz_day_clicks *timeline; /* oldest first, days with clicks only */
+        size_t ndays;
+};
+
+/* What GET /api/v1/stats/platform reports. */
+struct kurz_platform_stats {
+        int64_t total_urls;
+        int64_t total_clicks;
+        int64_t clicks_today;
+        int64_t active_urls; /* not expired */
+};
+
 /* One click aggregate to add. */
 struct kurz_click {
         char code[KURZ_CODE_MAX + 1];
@@ -121,6 +147,16 @@ struct kurz_store_ops {
         /* Optional (NULL allowed): appends the backend's own Prometheus text
          * (pools, replica health, read routing) to out. Thread-safe. */
         int (*metrics)(struct kurz_store *s, struct kurz_buf *out);
+        /* Click statistics of one link from the daily rollup (never from raw
+         * clicks): fills *out (out->timeline malloc'ed, caller frees with
+         * free()); KURZ_E_NOTFOUND when the link does not exist. today is the
+         * current UTC day number. Thread-safe. */
+        int (*stats_link)(struct kurz_store *s, const char *code, size_t code_len, int32_t today,
+                          struct kurz_link_stats *out);
+        /* Platform totals, answered from maintained counters (no scan of all
+         * links per call). Thread-safe. */
+        int (*stats_platform)(struct kurz_store *s, int64_t now, int32_t today,
+                              struct kurz_platform_stats *out);
 };
 
 /* Every backend's handle starts with this. */
@@ -133,5 +169,5 @@ struct kurz_store {
 void kurz_store_links_free(struct kurz_link *links, size_t n);
 
 /* Schema version this build expects. */
-#define KURZ_SCHEMA_VERSION 1
+#define KURZ_SCHEMA_VERSION 2
 #endif
