@@ -93,8 +93,7 @@ static void lookup_work(void *arg);
 
 /* The blocking pool has max_offload reads of this loop in flight: a fast
  * 503 now beats a slow answer after an unbounded queue (load shedding). */
-static void overloaded(struct kurz_service *s, struct kurz_http_exchange *x,
-                       enum kurz_route route)
+static void overloaded(struct kurz_service *s, struct kurz_http_exchange *x, enum kurz_route route)
 {
         struct kurz_http_header h = {KURZ_STR_LIT("Retry-After"), KURZ_STR_LIT("1")};
 

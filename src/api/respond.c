@@ -165,12 +165,12 @@ static void too_many_404(struct kurz_service *s, struct kurz_http_exchange *x,
         char ra[24];
         struct kurz_http_header h = {KURZ_STR_LIT("Retry-After"), {ra, 0}};
 
-        h.value.len = (size_t)snprintf(ra, sizeof(ra), "%llu",
-                                       (unsigned long long)((wait_ms + 999) / 1000));
+        h.value.len =
+            (size_t)snprintf(ra, sizeof(ra), "%llu", (unsigned long long)((wait_ms + 999) / 1000));
         kurz_metrics_add(s->metrics, req->thread, KURZ_C_RATE_LIMITED, 1);
         kurz_api_error(s, x, route, 429, "RATE_LIMITED",
-                       "too many lookups of unknown short URLs from this client; retry later",
-                       NULL, &h, 1);
+                       "too many lookups of unknown short URLs from this client; retry later", NULL,
+                       &h, 1);
 }
 
 bool kurz_api_lookup_allowed(struct kurz_service *s, struct kurz_http_exchange *x,
@@ -196,8 +196,7 @@ bool kurz_api_lookup_allowed(struct kurz_service *s, struct kurz_http_exchange *
         return false;
 }
 
-bool kurz_api_count_404(struct kurz_service *s, struct kurz_http_exchange *x,
-                        enum kurz_route route)
+bool kurz_api_count_404(struct kurz_service *s, struct kurz_http_exchange *x, enum kurz_route route)
 {
         const struct kurz_http_request *req = kurz_http_request(x);
         struct kurz_api_blocklist *b = s->blocked;

@@ -25,6 +25,9 @@ struct opt {
 static const struct opt opts[] = {
     {"listen", "KURZ_LISTEN", OPT_LISTEN, 0, 0,
      "HOST:PORT to listen on ([::]:PORT for IPv6) (default 0.0.0.0:8080)"},
+    {"role", "KURZ_ROLE", OPT_STR, F(role), S(role),
+     "routes this process serves: all (default), create, lookup or stats; the default port "
+     "follows the role: 8080, 8081, 8082, 8083 (roles other than all need --database)"},
     {"data-dir", "KURZ_DATA_DIR", OPT_STR, F(data_dir), S(data_dir),
      "directory of the embedded SQLite store (default ./kurz-data)"},
     {"threads", "KURZ_THREADS", OPT_UINT, F(threads), S(threads),
@@ -137,6 +140,7 @@ void kurz_config_defaults(struct kurz_config *c)
         memset(c, 0, sizeof(*c));
         strcpy(c->listen_host, "0.0.0.0");
         c->listen_port = 8080;
+        strcpy(c->role, "all");
         strcpy(c->data_dir, "./kurz-data");
         c->threads = n > 0 ? (unsigned)n : 1;
         strcpy(c->codes, "compact");
@@ -228,6 +232,7 @@ static int parse_listen(struct kurz_config *c, const char *v)
         memcpy(c->listen_host, v, hlen);
         c->listen_host[hlen] = '\0';
         c->listen_port = (unsigned)port;
+        c->listen_set = true;
         return 0;
 }
 
@@ -292,7 +297,31 @@ static const struct opt *find_flag(const char *name, size_t len)
         return NULL;
 }
 
-static int check(const struct kurz_config *c, FILE *err)
+static const char *const role_names[] = {"all", "create", "lookup", "stats"};
+
+const char *kurz_config_role_name(enum kurz_role r)
+{
+        return (unsigned)r < sizeof(role_names) / sizeof(role_names[0]) ? role_names[r] : "?";
+}
+
+/* Resolves --role into role_id and, without --listen, the role's port. */
+static int check_role(struct kurz_config *c, FILE *err)
+{
+        static const unsigned ports[] = {8080, 8081, 8082, 8083};
+
+        for (unsigned i = 0; i < sizeof(role_names) / sizeof(role_names[0]); i++) {
+                if (strcmp(c->role, role_names[i]) != 0)
+                        continue;
+                c->role_id = (enum kurz_role)i;
+                if (!c->listen_set)
+                        c->listen_port = ports[i];
+                return 0;
+        }
+        fprintf(err, "kurz: --role must be all, create, lookup or stats\n");
+        return -EINVAL;
+}
+
+static int check(struct kurz_config *c, FILE *err)
 {
         if (c->threads == 0 || c->threads > 256) {
                 fprintf(err, "kurz: --threads must be 1..256\n");
@@ -351,6 +380,18 @@ static int check(const struct kurz_config *c, FILE *err)
         }
         if (c->max_inflight_reads == 0) {
                 fprintf(err, "kurz: --max-inflight-reads must be at least 1\n");
+                return -EINVAL;
+        }
+        if (check_role(c, err) < 0)
+                return -EINVAL;
+        /* Each role process writes what it counts (clicks) or creates; with
+         * SQLite a data dir belongs to one process, so split roles need
+         * the shared PostgreSQL store. */
+        if (c->role_id != KURZ_ROLE_ALL && !c->database[0] && !c->shards[0]) {
+                fprintf(err, "kurz: --role %s needs --database (or --shards): roles run as "
+                             "separate processes on one shared PostgreSQL store; the "
+                             "embedded SQLite store serves only --role all\n",
+                        c->role);
                 return -EINVAL;
         }
         return 0;

@@ -8,9 +8,20 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Which routes a process serves (docs/DEPLOY.md). */
+enum kurz_role {
+        KURZ_ROLE_ALL = 0,
+        KURZ_ROLE_CREATE, /* POST /api/v1/create/..., admin (delete, list) */
+        KURZ_ROLE_LOOKUP, /* GET /{code}, GET /api/v1/urls/{code} */
+        KURZ_ROLE_STATS,  /* /api/v1/stats/... */
+};
+
 struct kurz_config {
         char listen_host[256];
         unsigned listen_port;
+        bool listen_set; /* --listen/KURZ_LISTEN given: no per-role default port */
+        char role[16];   /* "all", "create", "lookup" or "stats" */
+        enum kurz_role role_id;
         char data_dir[1024];
         unsigned threads;
         char base_url[1024];   /* empty: from the Host header */
@@ -68,6 +79,8 @@ void kurz_config_defaults(struct kurz_config *c);
 int kurz_config_parse(struct kurz_config *c, int argc, char **argv, FILE *err);
 /* Prints the serve options with their variables and defaults. */
 void kurz_config_usage(FILE *out);
+/* The role's name ("all", "create", ...). */
+const char *kurz_config_role_name(enum kurz_role r);
 /* Parses a duration "250ms", "5s", "2m", "1h", "365d" or a plain number of
  * seconds into milliseconds. Returns 0 or -EINVAL. */
 int kurz_config_parse_duration(const char *s, uint64_t *ms);

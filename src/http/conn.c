@@ -81,11 +81,11 @@ struct kurz_http__conn {
         /* strict framing gate (gate_scan): what it has approved for the
          * parser, and a violation found right after those bytes */
         uint8_t g_state;
-        bool g_trailer;      /* field lines are a chunked trailer */
-        uint32_t g_count;    /* version index, chunk-size digits or extension bytes */
-        uint64_t g_chunk;    /* chunk size being read, then its data bytes left */
-        size_t g_ahead;      /* approved bytes not yet fed to the parser */
-        int g_err_status;    /* violation waiting for g_ahead to reach 0 */
+        bool g_trailer;   /* field lines are a chunked trailer */
+        uint32_t g_count; /* version index, chunk-size digits or extension bytes */
+        uint64_t g_chunk; /* chunk size being read, then its data bytes left */
+        size_t g_ahead;   /* approved bytes not yet fed to the parser */
+        int g_err_status; /* violation waiting for g_ahead to reach 0 */
         const char *g_err_msg;
 
         bool reading, writing, closing, handle_closed;
@@ -95,7 +95,8 @@ struct kurz_http__conn {
         bool stop_parse;  /* never parse again on this connection */
         bool dead;        /* after a framing error: never answer again */
         bool in_parse, is_ready, shutdown_sent;
-        bool parked;       /* a request was shed: not read until the next sweep */
+        bool parked;       /* a request was shed: not read before t_parked + PARK_MS */
+        uint64_t t_parked; /* uv_now() of the shed */
 
         char *aheap; /* arena spilled to the heap, or NULL */
         size_t alen, acap;
@@ -1189,8 +1190,7 @@ static void conn_update_read(struct kurz_http__conn *c)
                 want = true;
         else
                 want = !c->dead && !c->stop_parse && !c->close_after && !c->x_active &&
-                       !c->parked && c->roff >= c->rlen &&
-                       out_pending(c) <= cfg_of(c)->max_output;
+                       !c->parked && c->roff >= c->rlen && out_pending(c) <= cfg_of(c)->max_output;
         if (want && !c->reading) {
                 if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
                         conn_close(c);
@@ -1377,7 +1377,7 @@ static void conn_process(struct kurz_http__conn *c)
                 /* Stopped only by the pipeline batch limit and the output is
                  * gone already: start the next batch. */
                 if (c->roff < c->rlen && !c->writing && !c->x_active && !c->close_after &&
-                    !c->dead && !c->stop_parse) {
+                    !c->dead && !c->stop_parse && !c->parked) {
                         c->batch = 0;
                         continue;
                 }
@@ -1481,8 +1481,7 @@ void kurz_http__conn_sweep(struct kurz_http__loop *lp, uint64_t now)
                         c->wq_seen = c->tcp.write_queue_size; /* progress */
                         c->t_write = now;
                 }
-                if (c->parked) {
-                        /* Shed a sweep tick ago: read it again. */
+                if (c->parked && now - c->t_parked >= KURZ_HTTP_PARK_MS) {
                         c->parked = false;
                         if (!c->x_active) {
                                 conn_process(c);
@@ -1699,11 +1698,12 @@ int kurz_http_offload(struct kurz_http_exchange *x, void (*work)(void *arg),
         if (!work || !done)
                 return -EINVAL;
         if (lp->offloads >= lp->srv->cfg.max_offload) {
-                /* The caller sheds this request. A client that answers a
-                 * 503 with the next request at once would turn spare CPU
-                 * into more 503s: its connection is not read again until
-                 * the next sweep tick (at most 250 ms). */
+                /* The caller sheds this request (503, Retry-After: 1). A
+                 * client that answers it with the next request at once
+                 * would turn the CPU the pool needs into more 503s: its
+                 * connection is not read again for about a second. */
                 x->c->parked = true;
+                x->c->t_parked = uv_now(&lp->loop);
                 return -EBUSY;
         }
         x->work_fn = work;

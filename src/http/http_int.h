@@ -21,6 +21,7 @@
 #define KURZ_HTTP_MAX_XFF   16    /* X-Forwarded-For header lines per request */
 #define KURZ_HTTP_LINGER_MS 1000u /* drain time after our FIN before closing */
 #define KURZ_HTTP_ORPHAN_MS 5000u /* wait for deferreds past the grace period */
+#define KURZ_HTTP_PARK_MS   1000u /* a connection whose request was shed is not read this long */
 
 struct kurz_http__loop;
 struct kurz_http__conn;

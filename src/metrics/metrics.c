@@ -14,7 +14,11 @@ static const double bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0
 #define NBUCKET (sizeof(bounds) / sizeof(bounds[0]) + 1) /* last: +Inf */
 
 static const char *route_names[KURZ_ROUTE_COUNT] = {
-    "redirect", "create", "link", "delete", "list", "health", "metrics", "other"};
+    [KURZ_ROUTE_REDIRECT] = "redirect", [KURZ_ROUTE_CREATE] = "create",
+    [KURZ_ROUTE_LINK] = "link",         [KURZ_ROUTE_DELETE] = "delete",
+    [KURZ_ROUTE_LIST] = "list",         [KURZ_ROUTE_HEALTH] = "health",
+    [KURZ_ROUTE_METRICS] = "metrics",   [KURZ_ROUTE_STATS] = "stats",
+    [KURZ_ROUTE_OTHER] = "other"};
 
 static const struct {
         const char *name;
@@ -32,7 +36,8 @@ static const struct {
     {"kurz_http_protocol_errors_total", "Connections closed for malformed or oversized requests or timeouts."},
     {"kurz_click_flushes_total", "Click batches written to the store."},
     {"kurz_cleanup_deleted_total", "Expired or unused links deleted by cleanup."},
-    {"kurz_overload_shed_total", "Requests answered 503 at once because too many store reads were in flight."},
+    {"kurz_overload_shed_total",
+     "Requests answered 503 at once because too many store reads were in flight."},
 };
 
 /* One writer per slot: loads and stores are relaxed atomics so scrapes from

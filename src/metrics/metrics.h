@@ -16,6 +16,7 @@ enum kurz_route {
         KURZ_ROUTE_LIST,
         KURZ_ROUTE_HEALTH,
         KURZ_ROUTE_METRICS,
+        KURZ_ROUTE_STATS, /* /api/v1/stats/... */
         KURZ_ROUTE_OTHER,
         KURZ_ROUTE_COUNT
 };

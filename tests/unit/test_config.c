@@ -131,6 +131,60 @@ static void test_refusals(void)
         fclose(err);
 }
 
+/* --role picks the routes and, without --listen, the plan's port; roles
+ * other than all need PostgreSQL. */
+static void test_roles(void)
+{
+        static const struct {
+                const char *role;
+                unsigned port;
+                enum kurz_role id;
+        } roles[] = {{"create", 8081, KURZ_ROLE_CREATE},
+                     {"lookup", 8082, KURZ_ROLE_LOOKUP},
+                     {"stats", 8083, KURZ_ROLE_STATS},
+                     {"all", 8080, KURZ_ROLE_ALL}};
+        struct kurz_config c;
+        FILE *err = devnull();
+
+        for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+                char *argv[] = {"serve", "--role", (char *)roles[i].role, "--database",
+                                "postgres://u:p@127.0.0.1:1/kurz"};
+                char *lst[] = {"serve", "--role", (char *)roles[i].role, "--listen",
+                               "127.0.0.1:9999", "--database", "postgres://u:p@127.0.0.1:1/k"};
+
+                kurz_config_defaults(&c);
+                CHECK_EQ_INT(kurz_config_parse(&c, 5, argv, err), 0);
+                CHECK_EQ_INT(c.listen_port, roles[i].port);
+                CHECK_EQ_INT(c.role_id, roles[i].id);
+                CHECK_EQ_STR(kurz_config_role_name(c.role_id), roles[i].role);
+                kurz_config_defaults(&c);
+                CHECK_EQ_INT(kurz_config_parse(&c, 7, lst, err), 0);
+                CHECK_EQ_INT(c.listen_port, 9999);
+        }
+        {
+                char *sq[] = {"serve", "--role", "lookup"};
+                char *bad[] = {"serve", "--role", "admin"};
+
+                kurz_config_defaults(&c);
+                CHECK_EQ_INT(kurz_config_parse(&c, 3, sq, err), -EINVAL);
+                kurz_config_defaults(&c);
+                CHECK_EQ_INT(kurz_config_parse(&c, 3, bad, err), -EINVAL);
+        }
+        setenv("KURZ_ROLE", "stats", 1);
+        setenv("KURZ_DATABASE", "postgres://u:p@127.0.0.1:1/kurz", 1);
+        {
+                char *argv[] = {"serve"};
+
+                kurz_config_defaults(&c);
+                CHECK_EQ_INT(kurz_config_parse(&c, 1, argv, err), 0);
+                CHECK_EQ_INT(c.role_id, KURZ_ROLE_STATS);
+                CHECK_EQ_INT(c.listen_port, 8083);
+        }
+        unsetenv("KURZ_ROLE");
+        unsetenv("KURZ_DATABASE");
+        fclose(err);
+}
+
 int main(void)
 {
         RUN(test_defaults);
@@ -139,5 +193,6 @@ int main(void)
         RUN(test_ipv6_listen);
         RUN(test_env_and_flag_precedence);
         RUN(test_refusals);
+        RUN(test_roles);
         TEST_END("config");
 }
