@@ -1,7 +1,11 @@
 /* api/health.c - liveness (/health, answered inline), readiness of the store
  * (/health/create, /health/lookup, asked on the blocking pool) and the
  * Prometheus exposition (/metrics). */
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "api/api_int.h"
 #include "api/fleet.h"
@@ -15,8 +19,10 @@ static void reply(struct kurz_service *s, struct kurz_http_exchange *x, bool ok)
 {
         struct kurz_buf b = {0};
 
-        kurz_buf_printf(&b, "{\"status\":\"%s\",\"service\":\"kurz\",\"store\":\"%s\"}",
-                        ok ? "UP" : "DOWN", s->store->name);
+        kurz_buf_printf(&b,
+                        "{\"status\":\"%s\",\"service\":\"kurz\",\"role\":\"%s\","
+                        "\"store\":\"%s\"}",
+                        ok ? "UP" : "DOWN", s->cfg->role, s->store->name);
         kurz_api_json(s, x, KURZ_ROUTE_HEALTH, ok ? 200 : 503, &b, NULL, 0);
         kurz_buf_free(&b);
 }
@@ -56,6 +62,69 @@ void kurz_api_health(struct kurz_service *s, struct kurz_http_exchange *x, bool 
         }
 }
 
+/* The standard process_* metrics of Prometheus client libraries, from
+ * /proc (Linux): CPU time, resident memory, open and allowed descriptors,
+ * start time. A value that cannot be read is left out. */
+static int process_metrics(struct kurz_buf *b)
+{
+        long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+        unsigned long long utime, stime, start;
+        unsigned long vsize;
+        long rss, btime = 0;
+        char line[1024], *p;
+        size_t fds = 0;
+        FILE *f;
+        DIR *d;
+        int rc = 0;
+
+        f = fopen("/proc/stat", "r");
+        while (f && fgets(line, sizeof(line), f))
+                if (sscanf(line, "btime %ld", &btime) == 1)
+                        break;
+        if (f)
+                fclose(f);
+        f = fopen("/proc/self/stat", "r");
+        p = f && fgets(line, sizeof(line), f) ? strrchr(line, ')') : NULL;
+        if (f)
+                fclose(f);
+        /* After "pid (comm)": state is field 3; utime 14, stime 15,
+         * starttime 22, vsize 23, rss 24. */
+        if (p && tick > 0 &&
+            sscanf(p + 2,
+                   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
+                   "%*d %*d %llu %lu %ld",
+                   &utime, &stime, &start, &vsize, &rss) == 5) {
+                rc |= kurz_buf_printf(b,
+                                      "# HELP process_cpu_seconds_total Total user and system "
+                                      "CPU time spent in seconds.\n"
+                                      "# TYPE process_cpu_seconds_total counter\n"
+                                      "process_cpu_seconds_total %.2f\n",
+                                      (double)(utime + stime) / (double)tick);
+                rc |= kurz_metrics_gauge(b, "process_resident_memory_bytes",
+                                         "Resident memory size in bytes.",
+                                         (double)rss * (double)page);
+                rc |= kurz_metrics_gauge(b, "process_virtual_memory_bytes",
+                                         "Virtual memory size in bytes.", (double)vsize);
+                if (btime > 0)
+                        rc |= kurz_metrics_gauge(b, "process_start_time_seconds",
+                                                 "Start time of the process since unix epoch in "
+                                                 "seconds.",
+                                                 (double)btime + (double)start / (double)tick);
+        }
+        d = opendir("/proc/self/fd");
+        if (d) {
+                while (readdir(d))
+                        fds++;
+                closedir(d);
+                /* minus ".", ".." and the descriptor of d itself */
+                rc |= kurz_metrics_gauge(b, "process_open_fds", "Number of open file descriptors.",
+                                         (double)(fds > 3 ? fds - 3 : 0));
+        }
+        rc |= kurz_metrics_gauge(b, "process_max_fds", "Maximum number of open file descriptors.",
+                                 (double)sysconf(_SC_OPEN_MAX));
+        return rc;
+}
+
 void kurz_api_metrics(struct kurz_service *s, struct kurz_http_exchange *x)
 {
         const struct kurz_http_request *req = kurz_http_request(x);
@@ -86,6 +155,7 @@ void kurz_api_metrics(struct kurz_service *s, struct kurz_http_exchange *x)
         if (s->store->ops->metrics)
                 rc |= s->store->ops->metrics(s->store, &b);
         rc |= kurz_api_fleet_metrics(s, &b); /* single flight, L2, Redis */
+        rc |= process_metrics(&b);
         if (rc) {
                 kurz_buf_free(&b);
                 kurz_http_respond(x, 500, NULL, 0, NULL, NULL, 0, true);

@@ -60,8 +60,20 @@ enum stmt_id {
         S_PING,
         S_PRIMARY_LSN,
         S_REPLAY_LSN,
+        S_STATS_LINK,
+        S_PLATFORM,
         S_COUNT_IDS
 };
+
+/* The platform counters (schema 2) are spread over 64 rows per shard,
+ * chosen by the server process of the connection, so writers of different
+ * kurz processes rarely wait for one another's row lock; readers sum them. */
+#define SLOT_SQL      "(pg_backend_pid() % 64)"
+#define TOTALS_UPSERT "INSERT INTO platform_totals AS p(slot, links, clicks) "
+#define TOTALS_CONFLICT                                                                            \
+        " ON CONFLICT (slot) DO UPDATE SET links = p.links + EXCLUDED.links,"                      \
+        " clicks = p.clicks + EXCLUDED.clicks"
+#define STATS_DAYS 30 /* days of timeline a link's statistics report */
 
 static const char *const stmt_sql[S_COUNT_IDS] = {
     [S_LOOKUP] = "SELECT url, created_at, expires_at, clicks, last_access FROM links"
@@ -80,7 +92,9 @@ static const char *const stmt_sql[S_COUNT_IDS] = {
         " ON CONFLICT (code) DO NOTHING RETURNING code),"
         " ix AS (INSERT INTO url_index(url_hash, code, url, created_at, expires_at)"
         " SELECT v.url_hash, v.code, v.url, v.created_at, v.expires_at FROM v"
-        " JOIN ins ON ins.code = v.code WHERE v.idx ON CONFLICT DO NOTHING)"
+        " JOIN ins ON ins.code = v.code WHERE v.idx ON CONFLICT DO NOTHING),"
+        " tot AS (" TOTALS_UPSERT "SELECT " SLOT_SQL ", count(*), 0 FROM ins"
+        " HAVING count(*) > 0" TOTALS_CONFLICT ")"
         " SELECT code FROM ins",
     /* here: the link the entry names exists on this shard. */
     [S_DEDUPE] = "SELECT i.url_hash, i.url, i.code, i.created_at, i.expires_at,"
@@ -96,17 +110,28 @@ static const char *const stmt_sql[S_COUNT_IDS] = {
                  " RETURNING code, url_hash, dedupe),"
                  " c AS (DELETE FROM clicks_daily WHERE code IN (SELECT code FROM d)),"
                  " i AS (DELETE FROM url_index u USING d"
-                 " WHERE u.url_hash = d.url_hash AND u.code = d.code)"
+                 " WHERE u.url_hash = d.url_hash AND u.code = d.code),"
+                 " tot AS (" TOTALS_UPSERT "SELECT " SLOT_SQL ", -count(*), 0 FROM d"
+                 " HAVING count(*) > 0" TOTALS_CONFLICT ")"
                  " SELECT url_hash, dedupe FROM d",
     /* One statement per flush and shard: totals and last access of every
      * link, then the daily rollup upsert for the links that still exist. */
     [S_CLICKS] =
         "WITH v AS (SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int8[])"
         " AS t(code, day, n, last)),"
-        " agg AS (SELECT code, sum(n)::int8 AS n, max(last) AS last FROM v GROUP BY code),"
+        " agg AS (SELECT code, sum(n)::int8 AS n, max(last) AS last, min(last) AS first"
+        " FROM v GROUP BY code),"
         " up AS (UPDATE links l SET clicks = l.clicks + agg.n,"
-        " last_access = greatest(l.last_access, agg.last) FROM agg WHERE l.code = agg.code"
-        " RETURNING l.code)"
+        " last_access = greatest(l.last_access, agg.last),"
+        " first_access = CASE WHEN l.first_access = 0 THEN agg.first"
+        " ELSE least(l.first_access, agg.first) END FROM agg WHERE l.code = agg.code"
+        " RETURNING l.code, agg.n),"
+        " tot AS (" TOTALS_UPSERT "SELECT " SLOT_SQL ", 0, sum(up.n)::int8 FROM up"
+        " HAVING count(*) > 0" TOTALS_CONFLICT "),"
+        " pd AS (INSERT INTO platform_daily AS p(day, slot, clicks)"
+        " SELECT v.day, " SLOT_SQL ", sum(v.n)::int8 FROM v JOIN up ON up.code = v.code"
+        " GROUP BY v.day ON CONFLICT (day, slot) DO UPDATE SET clicks = p.clicks +"
+        " EXCLUDED.clicks)"
         " INSERT INTO clicks_daily(code, day, clicks)"
         " SELECT v.code, v.day, sum(v.n)::int8 FROM v JOIN up ON up.code = v.code"
         " GROUP BY v.code, v.day"
@@ -117,14 +142,18 @@ static const char *const stmt_sql[S_COUNT_IDS] = {
                   " RETURNING code, url_hash, dedupe),"
                   " c AS (DELETE FROM clicks_daily WHERE code IN (SELECT code FROM d)),"
                   " i AS (DELETE FROM url_index u USING d"
-                  " WHERE u.url_hash = d.url_hash AND u.code = d.code)"
+                  " WHERE u.url_hash = d.url_hash AND u.code = d.code),"
+                  " tot AS (" TOTALS_UPSERT "SELECT " SLOT_SQL ", -count(*), 0 FROM d"
+                  " HAVING count(*) > 0" TOTALS_CONFLICT ")"
                   " SELECT code, url_hash, dedupe FROM d",
     [S_UNUSED] = "WITH d AS (DELETE FROM links WHERE code IN (SELECT code FROM links"
                  " WHERE created_at < $1::int8 AND last_access < $1::int8 LIMIT $2::int8)"
                  " RETURNING code, url_hash, dedupe),"
                  " c AS (DELETE FROM clicks_daily WHERE code IN (SELECT code FROM d)),"
                  " i AS (DELETE FROM url_index u USING d"
-                 " WHERE u.url_hash = d.url_hash AND u.code = d.code)"
+                 " WHERE u.url_hash = d.url_hash AND u.code = d.code),"
+                 " tot AS (" TOTALS_UPSERT "SELECT " SLOT_SQL ", -count(*), 0 FROM d"
+                 " HAVING count(*) > 0" TOTALS_CONFLICT ")"
                  " SELECT code, url_hash, dedupe FROM d",
     /* The row lock serialises concurrent leases of every process; the
      * first lease inserts the row and returns 0. */
@@ -141,6 +170,19 @@ static const char *const stmt_sql[S_COUNT_IDS] = {
     [S_PRIMARY_LSN] = "SELECT pg_current_wal_lsn()::text",
     [S_REPLAY_LSN] = "SELECT coalesce(pg_last_wal_replay_lsn(), '0/0'::pg_lsn)::text,"
                      " pg_is_in_recovery()",
+    /* A link's totals and its rollup rows of days ($2, $3]; no row when
+     * the link does not exist (a replica miss then asks the primary). */
+    [S_STATS_LINK] = "SELECT l.clicks, l.first_access, l.last_access, d.day, d.clicks"
+                     " FROM links l LEFT JOIN clicks_daily d ON d.code = l.code"
+                     " AND d.day > $2::int4 AND d.day <= $3::int4"
+                     " WHERE l.code = $1::text ORDER BY d.day",
+    /* The expired links still waiting for cleanup come from the partial
+     * expiry index: bounded by one cleanup interval's expiries. */
+    [S_PLATFORM] = "SELECT (SELECT coalesce(sum(links), 0) FROM platform_totals),"
+                   " (SELECT coalesce(sum(clicks), 0) FROM platform_totals),"
+                   " (SELECT coalesce(sum(clicks), 0) FROM platform_daily WHERE day = $1::int4),"
+                   " (SELECT count(*) FROM links WHERE expires_at > 0 AND"
+                   " expires_at <= $2::int8)",
 };
 
 /* Migrations: migrations[i] takes a shard from version i to i + 1, in one
@@ -182,6 +224,22 @@ static const char *const migrations[] = {
     " clicks bigint NOT NULL DEFAULT 0,"
     " PRIMARY KEY (code, day));"
     "CREATE TABLE api_keys(hash text PRIMARY KEY, name text, created_at bigint);",
+    /* 2: statistics. first_access of each link (a fast default: no table
+     * rewrite); platform totals and the per-day platform click rollup,
+     * spread over slots (SLOT_SQL), maintained by the statements that
+     * change them and initialised once from the existing data. */
+    "ALTER TABLE links ADD COLUMN first_access bigint NOT NULL DEFAULT 0;"
+    "UPDATE links l SET first_access = greatest(l.created_at, d.m * 86400::int8)"
+    " FROM (SELECT code, min(day) AS m FROM clicks_daily GROUP BY code) d"
+    " WHERE d.code = l.code;"
+    "CREATE TABLE platform_totals(slot integer PRIMARY KEY, links bigint NOT NULL,"
+    " clicks bigint NOT NULL);"
+    "INSERT INTO platform_totals(slot, links, clicks)"
+    " SELECT 0, count(*), coalesce(sum(clicks), 0) FROM links;"
+    "CREATE TABLE platform_daily(day integer NOT NULL, slot integer NOT NULL,"
+    " clicks bigint NOT NULL, PRIMARY KEY (day, slot));"
+    "INSERT INTO platform_daily(day, slot, clicks)"
+    " SELECT day, 0, sum(clicks) FROM clicks_daily GROUP BY day;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KURZ_SCHEMA_VERSION,
@@ -1719,6 +1777,93 @@ static int pg_count(struct kurz_store *store, int64_t now, int64_t *total, int64
         return 0;
 }
 
+/* --- statistics (replicas first: a little staleness is fine here) --- */
+
+static int pg_stats_link(struct kurz_store *store, const char *code, size_t code_len, int32_t today,
+                         struct kurz_link_stats *out)
+{
+        struct kurz_pg *pg = to_pg(store);
+        char c[KURZ_CODE_MAX + 1], from[16], to[16];
+        const char *vals[3] = {c, from, to};
+        PGresult *res;
+        int rc, rows;
+
+        memset(out, 0, sizeof(*out));
+        if (code_len == 0 || code_len > KURZ_CODE_MAX || memchr(code, '\0', code_len))
+                return KURZ_E_NOTFOUND;
+        memcpy(c, code, code_len);
+        c[code_len] = '\0';
+        snprintf(from, sizeof(from), "%" PRId32, today - STATS_DAYS);
+        snprintf(to, sizeof(to), "%" PRId32, today);
+        rc = shard_read(pg, shard_of_code(pg, code, code_len), S_STATS_LINK, 3, vals,
+                        tomb_recent(pg, code, code_len), &res);
+        if (rc < 0)
+                return rc;
+        rows = PQntuples(res);
+        if (rows == 0) {
+                PQclear(res);
+                return KURZ_E_NOTFOUND;
+        }
+        out->total_clicks = col_i64(res, 0, 0);
+        out->first_click = col_i64(res, 0, 1);
+        out->last_click = col_i64(res, 0, 2);
+        out->timeline = calloc((size_t)rows, sizeof(*out->timeline));
+        if (!out->timeline) {
+                PQclear(res);
+                return -ENOMEM;
+        }
+        for (int row = 0; row < rows; row++) {
+                int32_t d;
+                int64_t n;
+
+                if (PQgetisnull(res, row, 3))
+                        continue; /* no rollup rows: the LEFT JOIN's one row */
+                d = (int32_t)col_i64(res, row, 3);
+                n = col_i64(res, row, 4);
+                if (n <= 0)
+                        continue;
+                out->timeline[out->ndays++] = (struct kurz_day_clicks){d, n};
+                out->clicks_month += n;
+                if (d > today - 7)
+                        out->clicks_week += n;
+                if (d == today)
+                        out->clicks_today += n;
+        }
+        PQclear(res);
+        return 0;
+}
+
+/* Sums every shard's counters: a few rows per shard whatever the number of
+ * links. */
+static int pg_stats_platform(struct kurz_store *store, int64_t now, int32_t today,
+                             struct kurz_platform_stats *out)
+{
+        struct kurz_pg *pg = to_pg(store);
+        char db[16], tb[24];
+        const char *vals[2] = {db, tb};
+        int64_t expired = 0;
+
+        memset(out, 0, sizeof(*out));
+        snprintf(db, sizeof(db), "%" PRId32, today);
+        snprintf(tb, sizeof(tb), "%" PRId64, now);
+        for (size_t sh = 0; sh < pg->n_shards; sh++) {
+                PGresult *res;
+                int rc = shard_read(pg, (unsigned)sh, S_PLATFORM, 2, vals, false, &res);
+
+                if (rc < 0)
+                        return rc;
+                if (PQntuples(res) == 1) {
+                        out->total_urls += col_i64(res, 0, 0);
+                        out->total_clicks += col_i64(res, 0, 1);
+                        out->clicks_today += col_i64(res, 0, 2);
+                        expired += col_i64(res, 0, 3);
+                }
+                PQclear(res);
+        }
+        out->active_urls = out->total_urls > expired ? out->total_urls - expired : 0;
+        return 0;
+}
+
 /* Healthy when every primary answers: each owns writes of its slots. */
 static bool pg_healthy(struct kurz_store *store)
 {
@@ -1749,6 +1894,7 @@ enum family {
         F_CONNECT_FAILURES,
         F_LAG,
         F_READS,
+        F_MAX,
         F_COUNT
 };
 
@@ -1772,6 +1918,8 @@ static const struct {
     [F_LAG] = {"kurz_pg_replica_lag_bytes", "gauge",
                "Replay lag of a replica behind its primary in bytes (-1 unknown)."},
     [F_READS] = {"kurz_pg_reads_total", "counter", "Reads answered by each node."},
+    [F_MAX] = {"kurz_pg_pool_max", "gauge",
+               "Most pooled connections per node (--db-pool-max): the pool alert's base."},
 };
 
 /* The value of family f for node n; false when n has none. */
@@ -1809,6 +1957,9 @@ static bool node_value(struct node *n, enum family f, long long *v)
                 return !n->is_primary;
         case F_READS:
                 *v = (long long)atomic_load(&n->reads);
+                return true;
+        case F_MAX:
+                *v = n->pg->pool_max;
                 return true;
         default:
                 return false;
@@ -2239,6 +2390,8 @@ static const struct kurz_store_ops pg_ops = {
     .healthy = pg_healthy,
     .close = pg_close,
     .metrics = pg_metrics,
+    .stats_link = pg_stats_link,
+    .stats_platform = pg_stats_platform,
 };
 
 /* Builds the handle and its nodes from the configuration (no I/O). */

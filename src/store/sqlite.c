@@ -27,6 +27,8 @@
 #define LEASE_MAX       (1ULL << 40) /* counter values one lease may reserve */
 #define CLEANUP_MAX     (1u << 20)   /* links one cleanup call deletes at most */
 #define KEY_NAME        "permutation_key"
+#define PDAYS           8  /* distinct days one click flush sums in memory */
+#define STATS_DAYS      30 /* days of timeline a link's statistics report */
 
 /* Every statement a connection may run, prepared once when it opens. Write
  * statements are prepared on readers too (harmless: query_only makes them
@@ -53,6 +55,12 @@ enum stmt_id {
         ST_COUNT_TOTAL,
         ST_COUNT_EXPIRED,
         ST_PING,
+        ST_TOTALS_ADD,
+        ST_PDAILY_ADD,
+        ST_STATS_LINK,
+        ST_STATS_DAYS,
+        ST_PLATFORM,
+        ST_PLATFORM_DAY,
         ST_COUNT
 };
 
@@ -71,8 +79,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                   " url = ?2 AND dedupe = 1 AND is_alias = 0",
     [ST_DELETE] = "DELETE FROM links WHERE code = ?1",
     [ST_DELETE_DAILY] = "DELETE FROM clicks_daily WHERE code = ?1",
-    [ST_CLICK] = "UPDATE links SET clicks = clicks + ?2, last_access = max(last_access, ?3)"
-                 " WHERE code = ?1",
+    [ST_CLICK] = "UPDATE links SET clicks = clicks + ?2, last_access = max(last_access, ?3),"
+                 " first_access = CASE WHEN first_access = 0 THEN ?3"
+                 " ELSE min(first_access, ?3) END WHERE code = ?1",
     [ST_CLICK_DAILY] = "INSERT INTO clicks_daily(code, day, clicks) VALUES(?1, ?2, ?3)"
                        " ON CONFLICT(code, day) DO UPDATE SET"
                        " clicks = clicks + excluded.clicks",
@@ -98,6 +107,19 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_COUNT_EXPIRED] = "SELECT count(*) FROM links WHERE expires_at > 0 AND"
                          " expires_at <= ?1",
     [ST_PING] = "SELECT 1",
+    /* Platform counters (schema 2), kept in the transactions that change
+     * them so GET /api/v1/stats/platform never scans links. */
+    [ST_TOTALS_ADD] = "INSERT INTO platform_totals(slot, links, clicks) VALUES(0, ?1, ?2)"
+                      " ON CONFLICT(slot) DO UPDATE SET links = links + excluded.links,"
+                      " clicks = clicks + excluded.clicks",
+    [ST_PDAILY_ADD] = "INSERT INTO platform_daily(day, slot, clicks) VALUES(?1, 0, ?2)"
+                      " ON CONFLICT(day, slot) DO UPDATE SET clicks = clicks + excluded.clicks",
+    [ST_STATS_LINK] = "SELECT clicks, first_access, last_access FROM links WHERE code = ?1",
+    [ST_STATS_DAYS] = "SELECT day, clicks FROM clicks_daily WHERE code = ?1 AND day > ?2"
+                      " AND day <= ?3 ORDER BY day",
+    [ST_PLATFORM] = "SELECT coalesce(sum(links), 0), coalesce(sum(clicks), 0)"
+                    " FROM platform_totals",
+    [ST_PLATFORM_DAY] = "SELECT coalesce(sum(clicks), 0) FROM platform_daily WHERE day = ?1",
 };
 
 /* Migrations: migrations[i] takes the schema from version i to i + 1. Each
@@ -130,6 +152,21 @@ static const char *const migrations[] = {
     ") WITHOUT ROWID;"
     "CREATE TABLE api_keys(hash TEXT PRIMARY KEY, name TEXT, created_at INTEGER)"
     " WITHOUT ROWID;",
+    /* 2: statistics. first_access of each link; platform totals and the
+     * per-day platform click rollup, maintained by the writes that change
+     * them (slot is 0 here; PostgreSQL spreads its writers over slots) and
+     * initialised once from the existing data. */
+    "ALTER TABLE links ADD COLUMN first_access INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE links SET first_access = max(created_at, coalesce((SELECT min(day) FROM"
+    " clicks_daily d WHERE d.code = links.code) * 86400, last_access)) WHERE clicks > 0;"
+    "CREATE TABLE platform_totals(slot INTEGER PRIMARY KEY, links INTEGER NOT NULL,"
+    " clicks INTEGER NOT NULL);"
+    "INSERT INTO platform_totals(slot, links, clicks)"
+    " SELECT 0, count(*), coalesce(sum(clicks), 0) FROM links;"
+    "CREATE TABLE platform_daily(day INTEGER NOT NULL, slot INTEGER NOT NULL,"
+    " clicks INTEGER NOT NULL, PRIMARY KEY(day, slot)) WITHOUT ROWID;"
+    "INSERT INTO platform_daily(day, slot, clicks)"
+    " SELECT day, 0, sum(clicks) FROM clicks_daily GROUP BY day;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KURZ_SCHEMA_VERSION,
@@ -256,6 +293,16 @@ static int query_int64(struct conn *c, enum stmt_id id, int64_t *out, const char
         }
         sqlite3_reset(st);
         return rc == SQLITE_OK ? 0 : db_err(c->db, rc, what);
+}
+
+/* Adds to the platform totals inside the open write transaction. */
+static int totals_add(struct conn *c, int64_t links, int64_t clicks)
+{
+        if (links == 0 && clicks == 0)
+                return SQLITE_OK;
+        sqlite3_bind_int64(c->st[ST_TOTALS_ADD], 1, links);
+        sqlite3_bind_int64(c->st[ST_TOTALS_ADD], 2, clicks);
+        return run(c, ST_TOTALS_ADD);
 }
 
 /* Creates dir and its missing parents (mode 0700). */
@@ -807,6 +854,7 @@ static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, 
 {
         struct kurz_sqlite *s = to_sqlite(store);
         struct conn *c = s->w;
+        int64_t created = 0;
         int rc;
 
         if (n == 0)
@@ -840,6 +888,13 @@ static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, 
                         kurz_error("sqlite: create batch transaction was rolled back");
                         goto out_fail_all;
                 }
+                if (items[i].status == KURZ_CREATE_NEW)
+                        created++;
+        }
+        rc = totals_add(c, created, 0);
+        if (rc != SQLITE_OK) {
+                db_err(c->db, rc, "count new links");
+                goto out_rollback;
         }
         rc = run(c, ST_COMMIT);
         if (rc != SQLITE_OK) {
@@ -882,6 +937,9 @@ static int sq_remove(struct kurz_store *store, const char *code, size_t code_len
         rc = run(c, ST_DELETE_DAILY);
         if (rc != SQLITE_OK)
                 goto out_rollback;
+        rc = totals_add(c, -(int64_t)(changed > 0), 0);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
         rc = run(c, ST_COMMIT);
         if (rc != SQLITE_OK)
                 goto out_rollback;
@@ -893,11 +951,46 @@ out_rollback:
         return rc;
 }
 
+/* Sums a flush's clicks per day for the platform rollup (a flush spans one
+ * or two days, rarely more): count > 0 adds to days[], writing the sums out
+ * when it is full; count == 0 writes out whatever is held. */
+static int pdaily_add(struct conn *c, struct kurz_day_clicks *days, size_t *ndays, int32_t d,
+                      int64_t count)
+{
+        sqlite3_stmt *st = c->st[ST_PDAILY_ADD];
+        int rc;
+
+        for (size_t i = 0; count > 0 && i < *ndays; i++) {
+                if (days[i].day == d) {
+                        days[i].clicks += count;
+                        return SQLITE_OK;
+                }
+        }
+        if (count > 0 && *ndays < PDAYS) {
+                days[(*ndays)++] = (struct kurz_day_clicks){d, count};
+                return SQLITE_OK;
+        }
+        for (size_t i = 0; i < *ndays; i++) {
+                sqlite3_bind_int(st, 1, days[i].day);
+                sqlite3_bind_int64(st, 2, days[i].clicks);
+                rc = run(c, ST_PDAILY_ADD);
+                if (rc != SQLITE_OK)
+                        return rc;
+        }
+        *ndays = 0;
+        if (count > 0)
+                days[(*ndays)++] = (struct kurz_day_clicks){d, count};
+        return SQLITE_OK;
+}
+
 static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clicks, size_t n)
 {
         struct kurz_sqlite *s = to_sqlite(store);
         struct conn *c = s->w;
         sqlite3_stmt *up = c->st[ST_CLICK], *day = c->st[ST_CLICK_DAILY];
+        struct kurz_day_clicks days[PDAYS];
+        size_t ndays = 0;
+        int64_t total = 0;
         int rc;
 
         if (n == 0)
@@ -925,7 +1018,16 @@ static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clic
                 rc = run(c, ST_CLICK_DAILY);
                 if (rc != SQLITE_OK)
                         goto out_rollback;
+                total += k->count;
+                rc = pdaily_add(c, days, &ndays, k->day, k->count);
+                if (rc != SQLITE_OK)
+                        goto out_rollback;
         }
+        rc = pdaily_add(c, days, &ndays, 0, 0); /* writes what is left */
+        if (rc == SQLITE_OK)
+                rc = totals_add(c, 0, total);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
         rc = run(c, ST_COMMIT);
         if (rc != SQLITE_OK)
                 goto out_rollback;
@@ -1021,6 +1123,9 @@ static int sq_cleanup(struct kurz_store *store, int64_t now, int64_t unused_befo
                 if (rc != SQLITE_OK)
                         goto out_rollback;
         }
+        rc = totals_add(c, -(int64_t)n, 0);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
         rc = run(c, ST_COMMIT);
         if (rc != SQLITE_OK)
                 goto out_rollback;
@@ -1226,6 +1331,131 @@ out_put:
         return rc;
 }
 
+/* Reads the link's totals and its last STATS_DAYS days of rollup inside the
+ * open read transaction of c. */
+static int link_stats_read(struct conn *c, const char *code, size_t code_len, int32_t today,
+                           struct kurz_link_stats *out)
+{
+        sqlite3_stmt *st = c->st[ST_STATS_LINK];
+        int rc;
+
+        sqlite3_bind_text(st, 1, code, (int)code_len, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                out->total_clicks = sqlite3_column_int64(st, 0);
+                out->first_click = sqlite3_column_int64(st, 1);
+                out->last_click = sqlite3_column_int64(st, 2);
+                rc = 0;
+        } else {
+                rc = rc == SQLITE_DONE ? KURZ_E_NOTFOUND : db_err(c->db, rc, "link stats");
+        }
+        sqlite3_reset(st);
+        if (rc < 0)
+                return rc;
+        out->timeline = calloc(STATS_DAYS, sizeof(*out->timeline));
+        if (!out->timeline)
+                return -ENOMEM;
+        st = c->st[ST_STATS_DAYS];
+        sqlite3_bind_text(st, 1, code, (int)code_len, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, today - STATS_DAYS);
+        sqlite3_bind_int(st, 3, today);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW && out->ndays < STATS_DAYS) {
+                int32_t d = sqlite3_column_int(st, 0);
+                int64_t n = sqlite3_column_int64(st, 1);
+
+                if (n <= 0)
+                        continue;
+                out->timeline[out->ndays++] = (struct kurz_day_clicks){d, n};
+                out->clicks_month += n;
+                if (d > today - 7)
+                        out->clicks_week += n;
+                if (d == today)
+                        out->clicks_today += n;
+        }
+        rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(c->db, rc, "link timeline");
+        sqlite3_reset(st);
+        return rc;
+}
+
+static int sq_stats_link(struct kurz_store *store, const char *code, size_t code_len, int32_t today,
+                         struct kurz_link_stats *out)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c;
+        int rc;
+
+        memset(out, 0, sizeof(*out));
+        if (code_len == 0 || code_len > KURZ_CODE_MAX)
+                return KURZ_E_NOTFOUND;
+        rc = reader_get(s, &c);
+        if (rc < 0)
+                return rc;
+        /* One snapshot: the totals and the rollup agree. */
+        rc = run(c, ST_BEGIN);
+        if (rc != SQLITE_OK) {
+                rc = db_err(c->db, rc, "link stats");
+                goto out_put;
+        }
+        rc = link_stats_read(c, code, code_len, today, out);
+        run(c, ST_COMMIT);
+out_put:
+        reader_put(s, c);
+        if (rc < 0) {
+                free(out->timeline);
+                memset(out, 0, sizeof(*out));
+        }
+        return rc;
+}
+
+/* Totals from platform_totals and today's row of platform_daily; the
+ * expired links still waiting for cleanup are counted through the partial
+ * expires_at index, so the cost is bounded by what one cleanup interval
+ * lets accumulate, not by the number of links. */
+static int sq_stats_platform(struct kurz_store *store, int64_t now, int32_t today,
+                             struct kurz_platform_stats *out)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        sqlite3_stmt *st;
+        struct conn *c;
+        int64_t expired = 0;
+        int rc;
+
+        memset(out, 0, sizeof(*out));
+        rc = reader_get(s, &c);
+        if (rc < 0)
+                return rc;
+        rc = run(c, ST_BEGIN);
+        if (rc != SQLITE_OK) {
+                rc = db_err(c->db, rc, "platform stats");
+                goto out_put;
+        }
+        st = c->st[ST_PLATFORM];
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                out->total_urls = sqlite3_column_int64(st, 0);
+                out->total_clicks = sqlite3_column_int64(st, 1);
+                rc = 0;
+        } else {
+                rc = db_err(c->db, rc, "platform totals");
+        }
+        sqlite3_reset(st);
+        if (rc == 0) {
+                sqlite3_bind_int(c->st[ST_PLATFORM_DAY], 1, today);
+                rc = query_int64(c, ST_PLATFORM_DAY, &out->clicks_today, "platform today");
+        }
+        if (rc == 0) {
+                sqlite3_bind_int64(c->st[ST_COUNT_EXPIRED], 1, now);
+                rc = query_int64(c, ST_COUNT_EXPIRED, &expired, "count expired links");
+        }
+        run(c, ST_COMMIT);
+        out->active_urls = out->total_urls - expired;
+        if (out->active_urls < 0)
+                out->active_urls = 0;
+out_put:
+        reader_put(s, c);
+        return rc;
+}
+
 static bool sq_healthy(struct kurz_store *store)
 {
         struct kurz_sqlite *s = to_sqlite(store);
@@ -1275,6 +1505,8 @@ static const struct kurz_store_ops sqlite_ops = {
     .count = sq_count,
     .healthy = sq_healthy,
     .close = sq_close,
+    .stats_link = sq_stats_link,
+    .stats_platform = sq_stats_platform,
 };
 
 static char *db_path_of(const char *data_dir)

@@ -65,7 +65,7 @@ def link_row(c, code):
 
 def test_api_on_primary_and_replicas(cluster, kurz):
     env = {"KURZ_DATABASE": cluster.env["KURZ_DATABASE"]}
-    assert tool(["migrate"], env) == "schema version 1"
+    assert tool(["migrate"], env) == "schema version 2"
     key = tool(["admin", "create-key", "--name", "pgtest"], env)
     s = kurz.start(pg_args(cluster) + FAST)
 

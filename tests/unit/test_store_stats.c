@@ -1,0 +1,218 @@
+/* tests/unit/test_store_stats.c - the statistics ops of the SQLite store
+ * (stats_link, stats_platform): windows of the daily rollup, first and last
+ * click, platform counters kept by creates, deletes, cleanup and clicks, and
+ * migration 2 initialising them from data written before it existed. */
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/sqlite.h"
+#include "test.h"
+#include "util/hash.h"
+
+static char root[] = "/tmp/kurz-test-stats-XXXXXX";
+static int dir_seq;
+static int next_code;
+
+static void new_dir(char *out, size_t cap)
+{
+        snprintf(out, cap, "%s/d%d", root, dir_seq++);
+}
+
+static struct kurz_store *open_store(const char *dir)
+{
+        struct kurz_sqlite_config cfg = {.data_dir = dir, .readers = 2};
+        struct kurz_store *s = NULL;
+
+        CHECK_EQ_INT(kurz_sqlite_open(&cfg, &s), 0);
+        return s;
+}
+
+static int gen_fn(void *arg, char *out, size_t cap)
+{
+        (void)arg;
+        snprintf(out, cap, "c%d", next_code++);
+        return 0;
+}
+
+/* Creates a link of url (expiring at expires_at) and copies its code. */
+static void create(struct kurz_store *s, const char *url, int64_t expires_at, char *code)
+{
+        struct kurz_create it = {
+            .url = url,
+            .url_len = strlen(url),
+            .url_hash = kurz_hash(url, strlen(url)),
+            .created_at = 1000,
+            .expires_at = expires_at,
+            .dedupe = true,
+        };
+
+        CHECK_EQ_INT(s->ops->create_batch(s, &it, 1, gen_fn, NULL), 0);
+        CHECK(it.status == KURZ_CREATE_NEW || it.status == KURZ_CREATE_EXISTING);
+        strcpy(code, it.code);
+}
+
+static void click(struct kurz_store *s, const char *code, int32_t day, int64_t n, int64_t at)
+{
+        struct kurz_click k = {.day = day, .count = n, .last_access = at};
+
+        snprintf(k.code, sizeof(k.code), "%s", code);
+        CHECK_EQ_INT(s->ops->add_clicks(s, &k, 1), 0);
+}
+
+static void exec_file(const char *dir, const char *sql)
+{
+        char path[512];
+        sqlite3 *db;
+
+        snprintf(path, sizeof(path), "%s/kurz.db", dir);
+        CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+        CHECK_EQ_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+}
+
+#define TODAY 20000 /* a day number: 2024-10-04 */
+
+static void test_link_windows(void)
+{
+        char dir[256], a[KURZ_CODE_MAX + 1], b[KURZ_CODE_MAX + 1];
+        struct kurz_link_stats st;
+        struct kurz_store *s;
+
+        new_dir(dir, sizeof(dir));
+        s = open_store(dir);
+        create(s, "https://example.com/a", 0, a);
+        create(s, "https://example.com/b", 0, b);
+        CHECK_EQ_INT(s->ops->stats_link(s, a, strlen(a), TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, 0);
+        CHECK_EQ_INT(st.ndays, 0);
+        CHECK_EQ_INT(st.first_click, 0);
+        free(st.timeline);
+
+        /* Today, 3 days ago (week), 10 days ago (month), 40 days ago (out). */
+        click(s, a, TODAY - 40, 1, (int64_t)(TODAY - 40) * 86400 + 50);
+        click(s, a, TODAY - 10, 2, (int64_t)(TODAY - 10) * 86400 + 60);
+        click(s, a, TODAY - 3, 4, (int64_t)(TODAY - 3) * 86400 + 70);
+        click(s, a, TODAY, 8, (int64_t)TODAY * 86400 + 80);
+        click(s, b, TODAY, 100, (int64_t)TODAY * 86400 + 90);
+        CHECK_EQ_INT(s->ops->stats_link(s, a, strlen(a), TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, 15);
+        CHECK_EQ_INT(st.clicks_today, 8);
+        CHECK_EQ_INT(st.clicks_week, 12);
+        CHECK_EQ_INT(st.clicks_month, 14);
+        CHECK_EQ_INT(st.first_click, (int64_t)(TODAY - 40) * 86400 + 50);
+        CHECK_EQ_INT(st.last_click, (int64_t)TODAY * 86400 + 80);
+        /* The timeline: the month's days with clicks, oldest first. */
+        CHECK_EQ_INT(st.ndays, 3);
+        if (st.ndays == 3) {
+                CHECK_EQ_INT(st.timeline[0].day, TODAY - 10);
+                CHECK_EQ_INT(st.timeline[0].clicks, 2);
+                CHECK_EQ_INT(st.timeline[2].day, TODAY);
+                CHECK_EQ_INT(st.timeline[2].clicks, 8);
+        }
+        free(st.timeline);
+        CHECK_EQ_INT(s->ops->stats_link(s, "nope", 4, TODAY, &st), KURZ_E_NOTFOUND);
+        CHECK(st.timeline == NULL);
+        s->ops->close(s);
+}
+
+static void test_platform_counters(void)
+{
+        char dir[256], a[KURZ_CODE_MAX + 1], b[KURZ_CODE_MAX + 1], c[KURZ_CODE_MAX + 1];
+        char(*gone)[KURZ_CODE_MAX + 1] = NULL;
+        struct kurz_platform_stats p;
+        struct kurz_store *s;
+
+        new_dir(dir, sizeof(dir));
+        s = open_store(dir);
+        CHECK_EQ_INT(s->ops->stats_platform(s, 5000, TODAY, &p), 0);
+        CHECK_EQ_INT(p.total_urls, 0);
+        CHECK_EQ_INT(p.total_clicks, 0);
+        create(s, "https://example.com/p1", 0, a);
+        create(s, "https://example.com/p1", 0, a); /* dedupe: not a new link */
+        create(s, "https://example.com/p2", 0, b);
+        create(s, "https://example.com/p3", 3000, c); /* expires at 3000 */
+        click(s, a, TODAY, 5, 100);
+        click(s, b, TODAY - 1, 7, 100);
+        click(s, "deleted-or-never", TODAY, 9, 100); /* not counted */
+        CHECK_EQ_INT(s->ops->stats_platform(s, 2000, TODAY, &p), 0);
+        CHECK_EQ_INT(p.total_urls, 3);
+        CHECK_EQ_INT(p.active_urls, 3);
+        CHECK_EQ_INT(p.total_clicks, 12);
+        CHECK_EQ_INT(p.clicks_today, 5);
+        /* After its expiry, before cleanup: counted, not active. */
+        CHECK_EQ_INT(s->ops->stats_platform(s, 4000, TODAY, &p), 0);
+        CHECK_EQ_INT(p.total_urls, 3);
+        CHECK_EQ_INT(p.active_urls, 2);
+        CHECK_EQ_INT(s->ops->cleanup(s, 4000, 0, 100, &gone), 1);
+        free(gone);
+        CHECK_EQ_INT(s->ops->remove(s, a, strlen(a)), 0);
+        CHECK_EQ_INT(s->ops->remove(s, a, strlen(a)), KURZ_E_NOTFOUND);
+        CHECK_EQ_INT(s->ops->stats_platform(s, 4000, TODAY, &p), 0);
+        CHECK_EQ_INT(p.total_urls, 1);
+        CHECK_EQ_INT(p.active_urls, 1);
+        CHECK_EQ_INT(p.total_clicks, 12); /* served clicks stay in history */
+        s->ops->close(s);
+        /* The counters are durable. */
+        s = open_store(dir);
+        CHECK_EQ_INT(s->ops->stats_platform(s, 4000, TODAY, &p), 0);
+        CHECK_EQ_INT(p.total_urls, 1);
+        CHECK_EQ_INT(p.total_clicks, 12);
+        s->ops->close(s);
+}
+
+/* A file written by schema 1 (no counters, no first_access) gets them from
+ * its data when migration 2 runs. */
+static void test_migration_initialises(void)
+{
+        char dir[256], a[KURZ_CODE_MAX + 1], b[KURZ_CODE_MAX + 1];
+        struct kurz_platform_stats p;
+        struct kurz_link_stats st;
+        struct kurz_store *s;
+
+        new_dir(dir, sizeof(dir));
+        s = open_store(dir);
+        create(s, "https://example.com/m1", 0, a);
+        create(s, "https://example.com/m2", 0, b);
+        click(s, a, TODAY, 3, (int64_t)TODAY * 86400 + 500);
+        click(s, b, TODAY - 2, 4, (int64_t)(TODAY - 2) * 86400 + 500);
+        s->ops->close(s);
+        exec_file(dir, "DROP TABLE platform_totals; DROP TABLE platform_daily;"
+                       "ALTER TABLE links DROP COLUMN first_access;"
+                       "DELETE FROM schema_version; INSERT INTO schema_version VALUES(1);");
+        s = open_store(dir);
+        CHECK_EQ_INT(s->ops->stats_platform(s, 2000, TODAY, &p), 0);
+        CHECK_EQ_INT(p.total_urls, 2);
+        CHECK_EQ_INT(p.total_clicks, 7);
+        CHECK_EQ_INT(p.clicks_today, 3);
+        CHECK_EQ_INT(s->ops->stats_link(s, b, strlen(b), TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, 4);
+        CHECK_EQ_INT(st.clicks_week, 4);
+        CHECK_EQ_INT(st.first_click, (int64_t)(TODAY - 2) * 86400); /* day precision */
+        free(st.timeline);
+        s->ops->close(s);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+        (void)sb;
+        (void)flag;
+        (void)ftw;
+        return remove(path);
+}
+
+int main(void)
+{
+        if (!mkdtemp(root)) {
+                perror("mkdtemp");
+                return 1;
+        }
+        RUN(test_link_windows);
+        RUN(test_platform_counters);
+        RUN(test_migration_initialises);
+        nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        TEST_END("store_stats");
+}
