@@ -52,6 +52,102 @@ def child_env(extra=None):
     return env
 
 
+# ---- the store and cache backend of the suite (KURZ_TEST_BACKEND) -----------
+
+TEST_BACKEND = os.environ.get("KURZ_TEST_BACKEND", "sqlite")
+BACKENDS = ("sqlite", "pg", "redis", "redis-cluster")
+BACKEND = None  # the session's Backend, set by conftest.py; None: SQLite
+
+
+class Backend:
+    """What every kurz server of the suite runs on besides its data dir: in
+    `pg` mode a fresh PostgreSQL database per data dir (on a session-wide
+    primary with 2 streaming replicas, which follow CREATE DATABASE by
+    themselves); in `redis` and `redis-cluster` mode also a session-wide Redis
+    (standalone or 6 nodes), flushed whenever a server starts so tests do not
+    see each other's cache entries and rate counters (the cache is lossy by
+    design, and kurz has no key prefix option)."""
+
+    def __init__(self, mode, pg, redis=None):
+        self.mode = mode
+        self.pg = pg            # pgcluster.Cluster, up
+        self.redis = redis      # test_redis-style object with .env and .standalone
+        self.dbs = {}           # resolved data dir -> (database name, owner)
+        self.n = 0
+
+    def _db_url(self, url, name):
+        return url.rsplit("/", 1)[0] + "/" + name
+
+    def _admin(self, sql):
+        import psycopg2
+        c = psycopg2.connect(host=str(self.pg.dir / "sock"), port=self.pg.port(0, "primary"),
+                             user="postgres", dbname="postgres", connect_timeout=10)
+        c.autocommit = True
+        try:
+            with c.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            c.close()
+
+    def database(self, data_dir, owner=None):
+        """The database of data_dir, created on first use (owned by owner,
+        the factory that drops it at its close)."""
+        k = str(Path(data_dir).resolve())
+        if k not in self.dbs:
+            self.n += 1
+            name = "kurz_t%d" % self.n
+            self._admin("CREATE DATABASE %s OWNER kurz" % name)
+            self.dbs[k] = (name, owner)
+        return self.dbs[k][0]
+
+    def release(self, owner):
+        """Drops the databases that owner made (its servers have stopped)."""
+        for k, (name, o) in list(self.dbs.items()):
+            if o is owner:
+                del self.dbs[k]
+                try:
+                    self._admin("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+                except Exception:
+                    pass  # the cluster goes away at session end anyway
+
+    def tool_args(self, data_dir, owner=None):
+        """Options of `kurz migrate|admin` for the store of data_dir."""
+        return ["--database", self._db_url(self.pg.env["KURZ_DATABASE"],
+                                           self.database(data_dir, owner))]
+
+    def serve_args(self, args, env, data_dir, owner=None):
+        """Options added to a `kurz serve` with these args and env on
+        data_dir: none where the test chose its own store or cache."""
+        have = set(a.split("=", 1)[0] for a in args if a.startswith("--"))
+        have |= {"--" + k[5:].lower().replace("_", "-")
+                 for k in (env or {}) if k.startswith("KURZ_")}
+        out = []
+        if not have & {"--database", "--shards"}:
+            name = self.database(data_dir, owner)
+            out += ["--database", self._db_url(self.pg.env["KURZ_DATABASE"], name),
+                    "--replicas", ",".join(self._db_url(u, name) for u in
+                                           self.pg.env["KURZ_REPLICAS"].split(","))]
+        if self.redis is not None and not have & {"--redis", "--redis-cluster"}:
+            if self.redis.standalone:
+                out += ["--redis", self.redis.env["KURZ_REDIS"]]
+            else:
+                out += ["--redis-cluster", self.redis.env["KURZ_REDIS_CLUSTER"]]
+        return out
+
+    def flush(self):
+        """FLUSHALL on every Redis master (replicas refuse it; harmless)."""
+        if self.redis is None:
+            return
+        n = 1 if self.redis.standalone else 6
+        for port in range(self.redis.base, self.redis.base + n):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    s.sendall(b"*1\r\n$8\r\nFLUSHALL\r\n")
+                    s.recv(256)
+            except OSError:
+                pass
+
+
 def sanitizer_lines(text):
     return [l for l in text.splitlines() if any(m in l for m in SANITIZER_MARKERS)]
 
@@ -71,6 +167,8 @@ class Server:
         self.port = None
         self.expected_exit = False
         self.launches = 0
+        self.with_backend = True
+        self.owner = None  # the ServerFactory, which drops the backend's databases
         Server._seq += 1
         self.name = "kurz%d" % Server._seq
 
@@ -80,7 +178,22 @@ class Server:
         if self.defaults:
             cmd += ["--listen", "127.0.0.1:%d" % port, "--data-dir", str(self.data_dir),
                     "--threads", "2"]
-        return cmd + self.args
+        return cmd + self.args + self.backend_args
+
+    @property
+    def backend_args(self):
+        """The KURZ_TEST_BACKEND options for this server (its data dir's
+        database, Redis); none for a server that must fail to start."""
+        if BACKEND is None or not self.with_backend:
+            return []
+        d = self.data_dir
+        if not self.defaults:
+            a = self.args
+            d = next((a[i + 1] for i in range(len(a) - 1) if a[i] == "--data-dir"),
+                     self.env.get("KURZ_DATA_DIR"))
+            if d is None:
+                return []
+        return BACKEND.serve_args(self.args, self.env, d, self.owner)
 
     def start(self, port=None):
         for _ in range(4):
@@ -88,6 +201,8 @@ class Server:
             self.launches += 1
             self.out_path = self.workdir / ("%s-%d.stdout" % (self.name, self.launches))
             self.err_path = self.workdir / ("%s-%d.stderr" % (self.name, self.launches))
+            if BACKEND is not None and self.with_backend:
+                BACKEND.flush()
             with open(self.out_path, "wb") as o, open(self.err_path, "wb") as e:
                 self.proc = subprocess.Popen(self.command(p), stdout=o, stderr=e,
                                              stdin=subprocess.DEVNULL,
@@ -212,6 +327,7 @@ class ServerFactory:
     def server(self, args=(), env=None, data_dir=None, defaults=True):
         """A not yet started Server (for tests that start it themselves)."""
         s = Server(self.workdir, data_dir or self.new_data_dir(), args, env, defaults)
+        s.owner = self
         self.servers.append(s)
         return s
 
@@ -223,6 +339,7 @@ class ServerFactory:
         if old.running():
             old.stop()
         s = Server(self.workdir, old.data_dir, old.args, old.env, old.defaults)
+        s.owner = self
         self.servers.append(s)
         return s.start()
 
@@ -230,6 +347,7 @@ class ServerFactory:
         """Runs a kurz serve that must fail to start. Returns (rc, out, err)."""
         s = self.server(args=args, env=env, defaults=False)
         s.expected_exit = True
+        s.with_backend = False
         s.out_path = self.workdir / (s.name + ".stdout")
         s.err_path = self.workdir / (s.name + ".stderr")
         with open(s.out_path, "wb") as o, open(s.err_path, "wb") as e:
@@ -248,6 +366,8 @@ class ServerFactory:
         cmd = [KURZ_BIN, "admin", "create-key", "--data-dir", str(data_dir)]
         if name:
             cmd[3:3] = ["--name", name]
+        if BACKEND is not None:
+            cmd += BACKEND.tool_args(data_dir, self)
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=child_env())
         assert r.returncode == 0, "admin create-key exited %d: %s %s" % (
             r.returncode, r.stdout, r.stderr)
@@ -280,6 +400,8 @@ class ServerFactory:
             if bad:
                 problems.append("%s: sanitizer reports:\n%s\nstderr:\n%s" % (
                     s.name, "\n".join(bad), s.stderr_tail()))
+        if BACKEND is not None:
+            BACKEND.release(self)
         if problems:
             raise AssertionError("\n\n".join(problems))
 

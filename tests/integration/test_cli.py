@@ -71,6 +71,7 @@ def test_version():
     assert re.search(r"\d", r.stdout), r.stdout
 
 
+@pytest.mark.sqlite_only("kurz migrate --data-dir migrates the SQLite store")
 def test_migrate_prints_schema_version(kurz, tmp_path):
     d = tmp_path / "fresh"
     r = run("migrate", "--data-dir", str(d))
@@ -119,6 +120,7 @@ def test_bad_option_exits_nonzero(kurz, tmp_path, args):
     assert (out + err).strip(), "no message"
 
 
+@pytest.mark.sqlite_only("checks the SQLite files in KURZ_DATA_DIR")
 def test_env_vars_instead_of_flags(kurz, tmp_path):
     port = free_port()
     d = tmp_path / "envdata"

@@ -9,6 +9,8 @@ import threading
 import time
 from collections import Counter
 
+import pytest
+
 from kurztest import (CREATE, CODE_RE, assert_error, create, create_ok, free_port, get,
                       parse_time, request, unique_url)
 
@@ -224,6 +226,7 @@ def test_100_racing_creates_of_one_alias_one_wins(kurz):
     assert get(s.port, "/api/v1/urls/" + alias).json()["originalUrl"] == winner
 
 
+@pytest.mark.sqlite_only("the SQLite store locks its data dir; PostgreSQL serves many")
 def test_second_server_on_same_data_dir_exits_nonzero(kurz):
     s = kurz.start(["--create-rate-limit", "0"])
     rc, out, err = kurz.run_expect_exit(["--listen", "127.0.0.1:%d" % free_port(),
