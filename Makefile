@@ -125,7 +125,7 @@ build/test/unit/test_bench: bench/test_bench.c tests/unit/test.h $(BENCH_LIB) $(
 # make bench: kurz against nginx and the targets of issue 3 (bench/run, server on
 # core 0, load on core 1); writes docs/BENCHMARKS.md and docs/bench/*.svg. A
 # benchmark, not a test: it reports and never fails on its figures; not part of
-# `make test`. BENCH_QUICK=1 runs a short smoke version (about a minute).
+# `make test`. BENCH_QUICK=1 runs a short smoke version (2-3 minutes).
 .PHONY: bench
 bench: deps
 	$(MAKE) build/kurz build/kurz-bench

@@ -983,23 +983,44 @@ static int pdaily_add(struct conn *c, struct kurz_day_clicks *days, size_t *nday
         return SQLITE_OK;
 }
 
+static int click_cmp(const void *a, const void *b)
+{
+        const struct kurz_click *x = *(const struct kurz_click *const *)a;
+        const struct kurz_click *y = *(const struct kurz_click *const *)b;
+
+        return strncmp(x->code, y->code, sizeof(x->code));
+}
+
 static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clicks, size_t n)
 {
         struct kurz_sqlite *s = to_sqlite(store);
         struct conn *c = s->w;
         sqlite3_stmt *up = c->st[ST_CLICK], *day = c->st[ST_CLICK_DAILY];
         struct kurz_day_clicks days[PDAYS];
+        const struct kurz_click **order;
         size_t ndays = 0;
         int64_t total = 0;
         int rc;
 
         if (n == 0)
                 return 0;
+        /* In code order, consecutive updates land on the same b-tree pages
+         * (links and clicks_daily are both keyed by code): far fewer page
+         * reads and WAL frames per flush (make bench, section 1). Unsorted if
+         * out of memory. */
+        order = malloc(n * sizeof(*order));
+        if (order) {
+                for (size_t i = 0; i < n; i++)
+                        order[i] = &clicks[i];
+                qsort(order, n, sizeof(*order), click_cmp);
+        }
         rc = run(c, ST_BEGIN_IMMEDIATE);
-        if (rc != SQLITE_OK)
+        if (rc != SQLITE_OK) {
+                free(order);
                 return db_err(c->db, rc, "begin add clicks");
+        }
         for (size_t i = 0; i < n; i++) {
-                const struct kurz_click *k = &clicks[i];
+                const struct kurz_click *k = order ? order[i] : &clicks[i];
                 size_t len = strnlen(k->code, sizeof(k->code));
 
                 if (len == 0 || len > KURZ_CODE_MAX || k->count < 0)
@@ -1031,9 +1052,11 @@ static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clic
         rc = run(c, ST_COMMIT);
         if (rc != SQLITE_OK)
                 goto out_rollback;
+        free(order);
         return 0;
 
 out_rollback:
+        free(order);
         rc = db_err(c->db, rc, "add clicks");
         rollback(c);
         return rc;
