@@ -17,15 +17,16 @@
 
 static void usage(FILE *out)
 {
-        fprintf(out, "kurz %s - a fast URL shortener\n\n"
-                     "usage:\n"
-                     "  kurz serve [options]        run the service (kurz serve --help)\n"
-                     "  kurz migrate [--data-dir DIR]\n"
-                     "                              create or upgrade the store's schema\n"
-                     "  kurz admin create-key [--name NAME] [--data-dir DIR]\n"
-                     "                              print a new admin API key (stored hashed)\n"
-                     "  kurz --version | --help\n\n"
-                     "The data directory defaults to ./kurz-data or $KURZ_DATA_DIR.\n",
+        fprintf(out,
+                "kurz %s - a fast URL shortener\n\n"
+                "usage:\n"
+                "  kurz serve [options]        run the service (kurz serve --help)\n"
+                "  kurz migrate [--data-dir DIR]\n"
+                "                              create or upgrade the store's schema\n"
+                "  kurz admin create-key [--name NAME] [--data-dir DIR]\n"
+                "                              print a new admin API key (stored hashed)\n"
+                "  kurz --version | --help\n\n"
+                "The data directory defaults to ./kurz-data or $KURZ_DATA_DIR.\n",
                 KURZ_VERSION);
 }
 

@@ -32,8 +32,8 @@ static void unauthorized(struct kurz_service *s, struct kurz_http_exchange *x,
                                      KURZ_STR_LIT("Bearer realm=\"kurz\"")};
 
         kurz_api_error(s, x, route, 401, "UNAUTHORIZED",
-                       "a valid admin API key is required (Authorization: Bearer <key>)", NULL,
-                       &h, 1);
+                       "a valid admin API key is required (Authorization: Bearer <key>)", NULL, &h,
+                       1);
 }
 
 static void store_failed(struct kurz_service *s, struct kurz_http_exchange *x,
@@ -84,8 +84,8 @@ static void delete_reply(struct kurz_http_exchange *x, void *arg)
         } else if (j->rc == EUNAUTH) {
                 unauthorized(s, x, KURZ_ROUTE_DELETE);
         } else if (j->rc == KURZ_E_NOTFOUND) {
-                kurz_api_error(s, x, KURZ_ROUTE_DELETE, 404, "URL_NOT_FOUND",
-                               "short URL not found", ",\"found\":false", NULL, 0);
+                kurz_api_error(s, x, KURZ_ROUTE_DELETE, 404, "URL_NOT_FOUND", "short URL not found",
+                               ",\"found\":false", NULL, 0);
         } else {
                 store_failed(s, x, KURZ_ROUTE_DELETE);
         }
@@ -185,8 +185,8 @@ static void list_done(struct kurz_http_exchange *x, void *arg)
                 rc |= kurz_buf_puts(&b, "null");
         rc |= kurz_buf_puts(&b, "}");
         if (rc)
-                kurz_api_error(s, x, KURZ_ROUTE_LIST, 500, "INTERNAL_SERVER_ERROR",
-                               "out of memory", NULL, NULL, 0);
+                kurz_api_error(s, x, KURZ_ROUTE_LIST, 500, "INTERNAL_SERVER_ERROR", "out of memory",
+                               NULL, NULL, 0);
         else
                 kurz_api_json(s, x, KURZ_ROUTE_LIST, 200, &b, NULL, 0);
 out:

@@ -36,9 +36,9 @@ struct kurz_service {
         struct kurz_clicks *clicks;
         struct kurz_metrics *metrics;
         struct kurz_http_server *http;
-        struct kurz_redis *redis;        /* --redis / --redis-cluster, or NULL (api/fleet.h) */
-        struct kurz_l2 *l2;              /* the Redis cache tier, or NULL */
-        struct kurz_api_flight *flight;  /* single flight of redirect misses */
+        struct kurz_redis *redis;       /* --redis / --redis-cluster, or NULL (api/fleet.h) */
+        struct kurz_l2 *l2;             /* the Redis cache tier, or NULL */
+        struct kurz_api_flight *flight; /* single flight of redirect misses */
         bool has_base_url;
         struct kurz_url_parts base_parts; /* of cfg->base_url */
         char base_url[1024];              /* cfg->base_url without trailing '/' */

@@ -58,17 +58,17 @@ static void redirect(struct kurz_service *s, struct kurz_http_exchange *x, struc
         uint64_t start = req->start_ns;
         bool get = req->method == KURZ_HTTP_GET;
         char cc[64];
-        struct kurz_http_header h[2] = {{KURZ_STR_LIT("Location"), url},
-                                        {KURZ_STR_LIT("Cache-Control"),
-                                         KURZ_STR_LIT("private, max-age=0")}};
+        struct kurz_http_header h[2] = {
+            {KURZ_STR_LIT("Location"), url},
+            {KURZ_STR_LIT("Cache-Control"), KURZ_STR_LIT("private, max-age=0")}};
         uint64_t max_age = s->cfg->redirect_max_age_ms / 1000;
 
         if (max_age) {
                 if (expires_at && (uint64_t)(expires_at - now_s) < max_age)
                         max_age = (uint64_t)(expires_at - now_s);
                 h[1].value.p = cc;
-                h[1].value.len = (size_t)snprintf(cc, sizeof(cc), "public, max-age=%" PRIu64,
-                                                  max_age);
+                h[1].value.len =
+                    (size_t)snprintf(cc, sizeof(cc), "public, max-age=%" PRIu64, max_age);
         }
         if (get) {
                 kurz_clicks_add(s->clicks, thread, code, now_s);
@@ -79,8 +79,7 @@ static void redirect(struct kurz_service *s, struct kurz_http_exchange *x, struc
                              kurz_http_now_ns() - start);
 }
 
-static void unavailable(struct kurz_service *s, struct kurz_http_exchange *x,
-                        enum kurz_route route)
+static void unavailable(struct kurz_service *s, struct kurz_http_exchange *x, enum kurz_route route)
 {
         struct kurz_http_header h = {KURZ_STR_LIT("Retry-After"), KURZ_STR_LIT("1")};
 
@@ -280,16 +279,15 @@ static void link_done(struct kurz_http_exchange *x, void *arg)
         rc |= kurz_json_time(&b, j->link.created_at);
         rc |= kurz_buf_puts(&b, ",\"expiresAt\":");
         rc |= kurz_json_time(&b, j->link.expires_at);
-        rc |= kurz_buf_printf(&b, ",\"expired\":%s,\"totalClicks\":%" PRId64 ",\"lastAccessAt\":",
-                              j->link.expires_at && j->link.expires_at <= kurz_api_now_s()
-                                  ? "true"
-                                  : "false",
-                              j->link.clicks);
+        rc |= kurz_buf_printf(
+            &b, ",\"expired\":%s,\"totalClicks\":%" PRId64 ",\"lastAccessAt\":",
+            j->link.expires_at && j->link.expires_at <= kurz_api_now_s() ? "true" : "false",
+            j->link.clicks);
         rc |= kurz_json_time(&b, j->link.last_access);
         rc |= kurz_buf_puts(&b, "}");
         if (rc)
-                kurz_api_error(s, x, KURZ_ROUTE_LINK, 500, "INTERNAL_SERVER_ERROR",
-                               "out of memory", NULL, NULL, 0);
+                kurz_api_error(s, x, KURZ_ROUTE_LINK, 500, "INTERNAL_SERVER_ERROR", "out of memory",
+                               NULL, NULL, 0);
         else
                 kurz_api_json(s, x, KURZ_ROUTE_LINK, 200, &b, NULL, 0);
 out:

@@ -19,7 +19,7 @@
 #include "store/sqlite.h"
 #include "util/log.h"
 
-#define CLEANUP_BATCH 1000
+#define CLEANUP_BATCH  1000
 #define CLEANUP_ROUNDS 100 /* per tick: bounded work, the next tick goes on */
 
 /* --- routing --- */
@@ -93,8 +93,7 @@ static void on_request(void *app, struct kurz_http_exchange *x)
                         if (get_or_head(m))
                                 kurz_api_redirect(s, x, code);
                         else
-                                kurz_api_method_not_allowed(s, x, KURZ_ROUTE_REDIRECT,
-                                                            "GET, HEAD");
+                                kurz_api_method_not_allowed(s, x, KURZ_ROUTE_REDIRECT, "GET, HEAD");
                         return;
                 }
                 /* "/{code}+": the preview page (Bitly's and Kutt's convention). */
@@ -205,8 +204,7 @@ static void on_request(void *app, struct kurz_http_exchange *x)
                 return;
         }
 not_found:
-        kurz_api_error(s, x, KURZ_ROUTE_OTHER, 404, "NOT_FOUND", "no such resource", NULL, NULL,
-                       0);
+        kurz_api_error(s, x, KURZ_ROUTE_OTHER, 404, "NOT_FOUND", "no such resource", NULL, NULL, 0);
 }
 
 static void on_event(void *app, unsigned thread, int status)
@@ -316,9 +314,8 @@ static int cleanup_fn(struct kurz_store *st, void *arg)
 {
         struct kurz_service *s = arg;
         int64_t now = kurz_api_now_s();
-        int64_t unused = s->cfg->purge_unused_days
-                             ? now - (int64_t)s->cfg->purge_unused_days * 86400
-                             : 0;
+        int64_t unused =
+            s->cfg->purge_unused_days ? now - (int64_t)s->cfg->purge_unused_days * 86400 : 0;
         int total = 0;
 
         for (int round = 0; round < CLEANUP_ROUNDS; round++) {
@@ -510,9 +507,9 @@ static int service_open(struct kurz_service *s, const struct kurz_config *cfg)
                 return -ENOMEM;
         lc.max_entries = cfg->l1_size;
         lc.ttl_ms = (unsigned)(cfg->l1_ttl_ms > 0xffffffffu ? 0xffffffffu : cfg->l1_ttl_ms);
-        lc.negative_ttl_ms = (unsigned)(cfg->l1_negative_ttl_ms > 0xffffffffu
-                                            ? 0xffffffffu
-                                            : cfg->l1_negative_ttl_ms);
+        lc.negative_ttl_ms =
+            (unsigned)(cfg->l1_negative_ttl_ms > 0xffffffffu ? 0xffffffffu
+                                                             : cfg->l1_negative_ttl_ms);
         lc.qsbr = s->qsbr;
         s->l1 = kurz_l1_new(&lc);
         s->clicks = kurz_clicks_new(cfg->threads, 4096);

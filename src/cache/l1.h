@@ -13,7 +13,7 @@
 
 #include "util/str.h"
 
-struct kurz_l1;   /* opaque */
+struct kurz_l1; /* opaque */
 struct kurz_qsbr;
 
 struct kurz_l1_config {
@@ -29,9 +29,9 @@ struct kurz_l1 *kurz_l1_new(const struct kurz_l1_config *cfg);
 void kurz_l1_free(struct kurz_l1 *c); /* NULL is a no-op */
 
 enum kurz_l1_result {
-        KURZ_L1_MISS = 0,  /* not cached (or stale): ask the next tier */
-        KURZ_L1_HIT,       /* *url filled */
-        KURZ_L1_NEGATIVE,  /* cached as unknown: answer 404 */
+        KURZ_L1_MISS = 0, /* not cached (or stale): ask the next tier */
+        KURZ_L1_HIT,      /* *url filled */
+        KURZ_L1_NEGATIVE, /* cached as unknown: answer 404 */
 };
 
 /* A hit, borrowed: valid until the calling reader's next quiescent state (for
@@ -55,17 +55,16 @@ uint64_t kurz_l1_seq(struct kurz_l1 *c, struct kurz_str code);
 /* Inserts or replaces code -> url (copied). expires_at: the link's expiry in
  * unix seconds (0 = never); the entry never outlives it. Returns 0, -ENOMEM,
  * or -ESTALE when code was invalidated after seq was read. Thread-safe. */
-int kurz_l1_put(struct kurz_l1 *c, struct kurz_str code, struct kurz_str url,
-                int64_t expires_at, uint64_t seq, uint64_t now_ms);
+int kurz_l1_put(struct kurz_l1 *c, struct kurz_str code, struct kurz_str url, int64_t expires_at,
+                uint64_t seq, uint64_t now_ms);
 /* Remembers that code is unknown (negative entry), same seq rule. */
-int kurz_l1_put_negative(struct kurz_l1 *c, struct kurz_str code, uint64_t seq,
-                         uint64_t now_ms);
+int kurz_l1_put_negative(struct kurz_l1 *c, struct kurz_str code, uint64_t seq, uint64_t now_ms);
 /* Removes code and bumps its shard's invalidation sequence. Thread-safe. */
 void kurz_l1_invalidate(struct kurz_l1 *c, struct kurz_str code);
 
 struct kurz_l1_stats {
         size_t entries;
-        size_t bytes;      /* heap bytes held by entries and tables */
+        size_t bytes; /* heap bytes held by entries and tables */
         uint64_t evictions;
 };
 void kurz_l1_stats(struct kurz_l1 *c, struct kurz_l1_stats *out); /* thread-safe */

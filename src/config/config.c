@@ -42,14 +42,13 @@ static const struct opt opts[] = {
      S(snowflake_epoch_ms), "snowflake epoch in unix ms (default 1704067200000, 2024-01-01)"},
     {"create-rate-limit", "KURZ_CREATE_RATE_LIMIT", OPT_UINT, F(create_rate_limit),
      S(create_rate_limit), "creates per minute per client (default 100, 0 = off)"},
-    {"read-rate-limit", "KURZ_READ_RATE_LIMIT", OPT_UINT, F(read_rate_limit),
-     S(read_rate_limit), "redirects and lookups per minute per client (default 0 = off)"},
+    {"read-rate-limit", "KURZ_READ_RATE_LIMIT", OPT_UINT, F(read_rate_limit), S(read_rate_limit),
+     "redirects and lookups per minute per client (default 0 = off)"},
     {"max-404-per-minute", "KURZ_MAX_404_PER_MINUTE", OPT_UINT, F(max_404_per_minute),
      S(max_404_per_minute),
      "lookups answered 404 per minute per client before its lookups get 429 for a minute "
      "(code enumeration; default 0 = off; set --trusted-proxies first behind a proxy)"},
-    {"trusted-proxies", "KURZ_TRUSTED_PROXIES", OPT_STR, F(trusted_proxies),
-     S(trusted_proxies),
+    {"trusted-proxies", "KURZ_TRUSTED_PROXIES", OPT_STR, F(trusted_proxies), S(trusted_proxies),
      "comma-separated addresses/CIDRs whose X-Forwarded-For is believed (default none)"},
     {"l1-size", "KURZ_L1_SIZE", OPT_SIZE, F(l1_size), S(l1_size),
      "in-process cache entries (default 100000, 0 = off)"},
@@ -57,8 +56,8 @@ static const struct opt opts[] = {
      "lifetime of a cached link (default 30s)"},
     {"l1-negative-ttl", "KURZ_L1_NEGATIVE_TTL", OPT_DUR, F(l1_negative_ttl_ms),
      S(l1_negative_ttl_ms), "lifetime of a cached unknown code (default 5s, 0 = off)"},
-    {"default-expiry", "KURZ_DEFAULT_EXPIRY", OPT_DUR, F(default_expiry_ms),
-     S(default_expiry_ms), "expiry of links created without one (default 365d, 0 = never)"},
+    {"default-expiry", "KURZ_DEFAULT_EXPIRY", OPT_DUR, F(default_expiry_ms), S(default_expiry_ms),
+     "expiry of links created without one (default 365d, 0 = never)"},
     {"redirect-max-age", "KURZ_REDIRECT_MAX_AGE", OPT_DUR, F(redirect_max_age_ms),
      S(redirect_max_age_ms),
      "let browsers/CDNs cache redirects this long, bounded by the link's expiry (default 0: "
@@ -68,10 +67,9 @@ static const struct opt opts[] = {
     {"cleanup-interval", "KURZ_CLEANUP_INTERVAL", OPT_DUR, F(cleanup_interval_ms),
      S(cleanup_interval_ms), "how often expired links are deleted (default 1h, 0 = never)"},
     {"purge-unused-days", "KURZ_PURGE_UNUSED_DAYS", OPT_UINT, F(purge_unused_days),
-     S(purge_unused_days),
-     "also delete links not clicked for this many days (default 0 = keep)"},
-    {"max-connections", "KURZ_MAX_CONNECTIONS", OPT_SIZE, F(max_connections),
-     S(max_connections), "open connections beyond which new ones are refused (default 10000)"},
+     S(purge_unused_days), "also delete links not clicked for this many days (default 0 = keep)"},
+    {"max-connections", "KURZ_MAX_CONNECTIONS", OPT_SIZE, F(max_connections), S(max_connections),
+     "open connections beyond which new ones are refused (default 10000)"},
     {"max-body", "KURZ_MAX_BODY", OPT_SIZE, F(max_body), S(max_body),
      "largest request body in bytes (default 65536)"},
     {"max-header-bytes", "KURZ_MAX_HEADER_BYTES", OPT_SIZE, F(max_header_bytes),
@@ -80,12 +78,12 @@ static const struct opt opts[] = {
      "most request headers (default 100)"},
     {"max-request-line", "KURZ_MAX_REQUEST_LINE", OPT_SIZE, F(max_request_line),
      S(max_request_line), "longest request target in bytes (default 8192)"},
-    {"header-timeout", "KURZ_HEADER_TIMEOUT", OPT_DUR, F(header_timeout_ms),
-     S(header_timeout_ms), "time for a request's headers to arrive (default 10s)"},
+    {"header-timeout", "KURZ_HEADER_TIMEOUT", OPT_DUR, F(header_timeout_ms), S(header_timeout_ms),
+     "time for a request's headers to arrive (default 10s)"},
     {"idle-timeout", "KURZ_IDLE_TIMEOUT", OPT_DUR, F(idle_timeout_ms), S(idle_timeout_ms),
      "idle keep-alive connections close after this (default 60s)"},
-    {"shutdown-grace", "KURZ_SHUTDOWN_GRACE", OPT_DUR, F(shutdown_grace_ms),
-     S(shutdown_grace_ms), "time in-flight requests get on SIGTERM (default 8s)"},
+    {"shutdown-grace", "KURZ_SHUTDOWN_GRACE", OPT_DUR, F(shutdown_grace_ms), S(shutdown_grace_ms),
+     "time in-flight requests get on SIGTERM (default 8s)"},
     {"store-threads", "KURZ_STORE_THREADS", OPT_UINT, F(store_threads), S(store_threads),
      "threads for blocking store reads (default 4)"},
     {"max-inflight-reads", "KURZ_MAX_INFLIGHT_READS", OPT_UINT, F(max_inflight_reads),
@@ -111,11 +109,11 @@ static const struct opt opts[] = {
      S(db_idle_timeout_ms), "idle connections beyond the minimum close after this (default 10m)"},
     {"db-max-lifetime", "KURZ_DB_MAX_LIFETIME", OPT_DUR, F(db_max_lifetime_ms),
      S(db_max_lifetime_ms), "connections are replaced after this (default 30m)"},
-    {"replica-check-interval", "KURZ_REPLICA_CHECK_INTERVAL", OPT_DUR,
-     F(replica_check_interval_ms), S(replica_check_interval_ms),
-     "how often replica health and lag are checked (default 1s)"},
+    {"replica-check-interval", "KURZ_REPLICA_CHECK_INTERVAL", OPT_DUR, F(replica_check_interval_ms),
+     S(replica_check_interval_ms), "how often replica health and lag are checked (default 1s)"},
     {"replica-max-lag-bytes", "KURZ_REPLICA_MAX_LAG_BYTES", OPT_SIZE, F(replica_max_lag_bytes),
-     S(replica_max_lag_bytes), "replay lag beyond which a replica gets no reads (default 10485760)"},
+     S(replica_max_lag_bytes),
+     "replay lag beyond which a replica gets no reads (default 10485760)"},
     {"redis", "KURZ_REDIS", OPT_STR, F(redis), S(redis),
      "Redis server for the shared cache, limits and invalidation, "
      "redis://[:password@]host:port[/db] (default: none; see docs/REDIS.md)"},
@@ -124,8 +122,8 @@ static const struct opt opts[] = {
     {"redis-timeout", "KURZ_REDIS_TIMEOUT", OPT_DUR, F(redis_timeout_ms), S(redis_timeout_ms),
      "longest wait for one Redis request, retries included; slower means a miss "
      "(default 50ms)"},
-    {"redis-pool-size", "KURZ_REDIS_POOL_SIZE", OPT_UINT, F(redis_pool_size),
-     S(redis_pool_size), "Redis connections per node (default 8)"},
+    {"redis-pool-size", "KURZ_REDIS_POOL_SIZE", OPT_UINT, F(redis_pool_size), S(redis_pool_size),
+     "Redis connections per node (default 8)"},
     {"l2-ttl", "KURZ_L2_TTL", OPT_DUR, F(l2_ttl_ms), S(l2_ttl_ms),
      "lifetime of a link in the Redis cache (default 5m)"},
     {"l2-hot-ttls", "KURZ_L2_HOT_TTLS", OPT_STR, F(l2_hot_ttls), S(l2_hot_ttls),
@@ -181,8 +179,8 @@ int kurz_config_parse_duration(const char *s, uint64_t *ms)
         static const struct {
                 const char *unit;
                 uint64_t mult;
-        } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
-                     {"", 1000}};
+        } units[] = {{"ms", 1},      {"s", 1000},     {"m", 60000},
+                     {"h", 3600000}, {"d", 86400000}, {"", 1000}};
         char *end;
         unsigned long long v;
 
@@ -388,9 +386,10 @@ static int check(struct kurz_config *c, FILE *err)
          * SQLite a data dir belongs to one process, so split roles need
          * the shared PostgreSQL store. */
         if (c->role_id != KURZ_ROLE_ALL && !c->database[0] && !c->shards[0]) {
-                fprintf(err, "kurz: --role %s needs --database (or --shards): roles run as "
-                             "separate processes on one shared PostgreSQL store; the "
-                             "embedded SQLite store serves only --role all\n",
+                fprintf(err,
+                        "kurz: --role %s needs --database (or --shards): roles run as "
+                        "separate processes on one shared PostgreSQL store; the "
+                        "embedded SQLite store serves only --role all\n",
                         c->role);
                 return -EINVAL;
         }

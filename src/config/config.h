@@ -24,18 +24,18 @@ struct kurz_config {
         enum kurz_role role_id;
         char data_dir[1024];
         unsigned threads;
-        char base_url[1024];   /* empty: from the Host header */
-        char codes[16];        /* "compact" or "snowflake" */
+        char base_url[1024]; /* empty: from the Host header */
+        char codes[16];      /* "compact" or "snowflake" */
         unsigned worker_id;
         uint64_t snowflake_epoch_ms;
-        unsigned create_rate_limit; /* per minute per client, 0 = off */
-        unsigned read_rate_limit;   /* per minute per client, 0 = off */
+        unsigned create_rate_limit;  /* per minute per client, 0 = off */
+        unsigned read_rate_limit;    /* per minute per client, 0 = off */
         unsigned max_404_per_minute; /* lookup 404s per client before 429s, 0 = off */
         char trusted_proxies[1024];
         size_t l1_size;
         uint64_t l1_ttl_ms;
         uint64_t l1_negative_ttl_ms;
-        uint64_t default_expiry_ms;  /* 0 = never */
+        uint64_t default_expiry_ms; /* 0 = never */
         uint64_t redirect_max_age_ms;
         uint64_t click_flush_ms;
         uint64_t cleanup_interval_ms;
@@ -52,10 +52,10 @@ struct kurz_config {
         unsigned max_inflight_reads; /* store reads in flight per loop before 503s */
         char log_level[16];
         /* PostgreSQL backend (store/pg.h): used when database or shards is set. */
-        char database[1024];         /* postgres:// URL of the primary */
-        char replicas[8192];         /* comma-separated replica URLs */
-        char shards[1024];           /* path of a shards file */
-        unsigned db_pool_max;        /* connections per node */
+        char database[1024];  /* postgres:// URL of the primary */
+        char replicas[8192];  /* comma-separated replica URLs */
+        char shards[1024];    /* path of a shards file */
+        unsigned db_pool_max; /* connections per node */
         unsigned db_pool_min_idle;
         uint64_t db_connect_timeout_ms;
         uint64_t db_idle_timeout_ms;
@@ -63,12 +63,12 @@ struct kurz_config {
         uint64_t replica_check_interval_ms;
         uint64_t replica_max_lag_bytes;
         /* Redis (redis/cluster.h, cache/l2.h): on when redis or redis_cluster is set. */
-        char redis[1024];            /* redis://[:password@]host:port[/db] */
-        char redis_cluster[4096];    /* seed nodes host:port,host:port,... */
-        uint64_t redis_timeout_ms;   /* per command, retries included */
-        unsigned redis_pool_size;    /* connections per node */
-        uint64_t l2_ttl_ms;          /* base L2 TTL */
-        char l2_hot_ttls[256];       /* "HITS=DUR,..." longer TTLs for hot links */
+        char redis[1024];          /* redis://[:password@]host:port[/db] */
+        char redis_cluster[4096];  /* seed nodes host:port,host:port,... */
+        uint64_t redis_timeout_ms; /* per command, retries included */
+        unsigned redis_pool_size;  /* connections per node */
+        uint64_t l2_ttl_ms;        /* base L2 TTL */
+        char l2_hot_ttls[256];     /* "HITS=DUR,..." longer TTLs for hot links */
 };
 
 /* Fills every field with its documented default. */

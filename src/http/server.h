@@ -47,11 +47,11 @@ struct kurz_http_request {
         struct kurz_str content_type;
         struct kurz_str x_forwarded_for; /* all X-Forwarded-For values joined by ", " */
         struct kurz_str user_agent;
-        struct kurz_str body;            /* whole body, de-chunked; <= body limit */
-        struct sockaddr_storage peer;    /* the TCP peer */
-        unsigned http_minor;             /* 0 or 1 */
-        unsigned thread;                 /* index of the loop thread, 0..threads-1 */
-        uint64_t start_ns;               /* CLOCK_MONOTONIC when its bytes were read */
+        struct kurz_str body;         /* whole body, de-chunked; <= body limit */
+        struct sockaddr_storage peer; /* the TCP peer */
+        unsigned http_minor;          /* 0 or 1 */
+        unsigned thread;              /* index of the loop thread, 0..threads-1 */
+        uint64_t start_ns;            /* CLOCK_MONOTONIC when its bytes were read */
 };
 
 /* One response header. Both slices are borrowed for the duration of the
@@ -72,24 +72,24 @@ typedef void (*kurz_http_request_fn)(void *app, struct kurz_http_exchange *x);
 typedef void (*kurz_http_event_fn)(void *app, unsigned thread, int status);
 
 struct kurz_http_config {
-        const char *host;            /* listen address, e.g. "0.0.0.0" or "::" */
-        unsigned port;               /* 0 picks a free port (see kurz_http_server_port) */
-        unsigned threads;            /* loop threads, >= 1 */
-        size_t max_connections;      /* whole server; beyond it new ones are refused */
-        size_t max_request_line;     /* bytes, default 8192 -> 414 */
-        size_t max_header_bytes;     /* bytes of all headers, default 8192 -> 431 */
-        size_t max_headers;          /* count, default 100 -> 431 */
-        size_t max_body;             /* bytes, default 65536 -> 413 */
-        unsigned header_timeout_ms;  /* default 10000: a request's headers must arrive */
-        unsigned idle_timeout_ms;    /* default 60000: idle keep-alive connections */
-        unsigned max_pipeline;       /* responses queued per read before parsing pauses, default 128 */
-        size_t max_output;           /* bytes queued to a slow reader before reading stops, default 256 KiB */
-        unsigned max_offload;        /* kurz_http_offload()s in flight per loop thread before it
-                                      * refuses more with -EBUSY (load shedding), default 256 */
+        const char *host;           /* listen address, e.g. "0.0.0.0" or "::" */
+        unsigned port;              /* 0 picks a free port (see kurz_http_server_port) */
+        unsigned threads;           /* loop threads, >= 1 */
+        size_t max_connections;     /* whole server; beyond it new ones are refused */
+        size_t max_request_line;    /* bytes, default 8192 -> 414 */
+        size_t max_header_bytes;    /* bytes of all headers, default 8192 -> 431 */
+        size_t max_headers;         /* count, default 100 -> 431 */
+        size_t max_body;            /* bytes, default 65536 -> 413 */
+        unsigned header_timeout_ms; /* default 10000: a request's headers must arrive */
+        unsigned idle_timeout_ms;   /* default 60000: idle keep-alive connections */
+        unsigned max_pipeline; /* responses queued per read before parsing pauses, default 128 */
+        size_t max_output; /* bytes queued to a slow reader before reading stops, default 256 KiB */
+        unsigned max_offload; /* kurz_http_offload()s in flight per loop thread before it
+                               * refuses more with -EBUSY (load shedding), default 256 */
         kurz_http_request_fn on_request;
         kurz_http_event_fn on_event;
         void *app;
-        struct kurz_qsbr *qsbr;      /* optional: loop threads report quiescence */
+        struct kurz_qsbr *qsbr; /* optional: loop threads report quiescence */
 };
 
 /* Fills cfg with the defaults above (host "0.0.0.0", port 8080, threads 1). */
@@ -113,8 +113,8 @@ void kurz_http_server_free(struct kurz_http_server *s);
 /* Runs fn(arg) on loop thread `thread` of a started server. Thread-safe; fn
  * runs once, in order of posting per thread. Returns 0, or -ESHUTDOWN when the
  * server is stopping (fn is then not run and arg stays the caller's). */
-int kurz_http_server_post(struct kurz_http_server *s, unsigned thread,
-                          void (*fn)(void *arg), void *arg);
+int kurz_http_server_post(struct kurz_http_server *s, unsigned thread, void (*fn)(void *arg),
+                          void *arg);
 /* Hands an already connected stream socket to loop `thread` as if it had
  * been accepted there, with `peer` as its client address (for tests and
  * fuzzing, which drive the server over one end of a socketpair). Thread-safe.
@@ -140,8 +140,7 @@ const struct kurz_http_request *kurz_http_request(const struct kurz_http_exchang
  * this call x is invalid. */
 void kurz_http_respond(struct kurz_http_exchange *x, int status,
                        const struct kurz_http_header *headers, size_t nheaders,
-                       const char *content_type, const char *body, size_t body_len,
-                       bool close);
+                       const char *content_type, const char *body, size_t body_len, bool close);
 
 /* Runs work(arg) on the blocking-work pool, then done(x, arg) on x's loop
  * thread; done must answer x. If the client went away meanwhile, done still

@@ -17,8 +17,8 @@ struct kurz_codegen; /* opaque */
 
 struct kurz_codegen_config {
         enum kurz_codes_kind kind;
-        struct kurz_store *store;     /* borrowed: lease_counter and permutation_key */
-        uint64_t block;               /* counters leased at a time, default 1000 */
+        struct kurz_store *store; /* borrowed: lease_counter and permutation_key */
+        uint64_t block;           /* counters leased at a time, default 1000 */
         struct kurz_snowflake_config snowflake;
 };
 

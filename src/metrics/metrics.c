@@ -33,7 +33,8 @@ static const struct {
     {"kurz_links_created_total", "Links created (new codes)."},
     {"kurz_clicks_total", "Redirects counted as clicks."},
     {"kurz_connections_refused_total", "Connections refused at the connection cap."},
-    {"kurz_http_protocol_errors_total", "Connections closed for malformed or oversized requests or timeouts."},
+    {"kurz_http_protocol_errors_total",
+     "Connections closed for malformed or oversized requests or timeouts."},
     {"kurz_click_flushes_total", "Click batches written to the store."},
     {"kurz_cleanup_deleted_total", "Expired or unused links deleted by cleanup."},
     {"kurz_overload_shed_total",
@@ -163,12 +164,14 @@ int kurz_metrics_render(struct kurz_metrics *m, struct kurz_buf *out)
                                 continue;
                         if (statuses[k])
                                 rc |= kurz_buf_printf(
-                                    out, "kurz_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                                    out,
+                                    "kurz_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
                                     route_names[r], statuses[k], (unsigned long long)v);
                         else
-                                rc |= kurz_buf_printf(
-                                    out, "kurz_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
-                                    route_names[r], (unsigned long long)v);
+                                rc |= kurz_buf_printf(out,
+                                                      "kurz_http_requests_total{route=\"%s\","
+                                                      "status=\"other\"} %llu\n",
+                                                      route_names[r], (unsigned long long)v);
                 }
         }
         rc |= kurz_buf_puts(out, "# HELP kurz_http_request_duration_seconds Time from reading a "
@@ -179,27 +182,28 @@ int kurz_metrics_render(struct kurz_metrics *m, struct kurz_buf *out)
                 for (size_t b = 0; b < NBUCKET; b++) {
                         cum += sum(m, offsetof(struct slot, hist[r][b]));
                         if (b < NBUCKET - 1)
-                                rc |= kurz_buf_printf(
-                                    out,
-                                    "kurz_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
-                                    route_names[r], bounds[b], (unsigned long long)cum);
+                                rc |= kurz_buf_printf(out,
+                                                      "kurz_http_request_duration_seconds_bucket{"
+                                                      "route=\"%s\",le=\"%g\"} %llu\n",
+                                                      route_names[r], bounds[b],
+                                                      (unsigned long long)cum);
                         else
-                                rc |= kurz_buf_printf(
-                                    out,
-                                    "kurz_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
-                                    route_names[r], (unsigned long long)cum);
+                                rc |= kurz_buf_printf(out,
+                                                      "kurz_http_request_duration_seconds_bucket{"
+                                                      "route=\"%s\",le=\"+Inf\"} %llu\n",
+                                                      route_names[r], (unsigned long long)cum);
                 }
                 rc |= kurz_buf_printf(
                     out, "kurz_http_request_duration_seconds_sum{route=\"%s\"} %.9f\n",
                     route_names[r], (double)sum(m, offsetof(struct slot, sum_ns[r])) / 1e9);
-                rc |= kurz_buf_printf(out,
-                                      "kurz_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-                                      route_names[r], (unsigned long long)cum);
+                rc |= kurz_buf_printf(
+                    out, "kurz_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+                    route_names[r], (unsigned long long)cum);
         }
         for (size_t c = 0; c < KURZ_C_COUNT; c++)
-                rc |= kurz_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n",
-                                      counters[c].name, counters[c].help, counters[c].name,
-                                      counters[c].name,
-                                      (unsigned long long)kurz_metrics_get(m, (enum kurz_counter)c));
+                rc |= kurz_buf_printf(
+                    out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", counters[c].name,
+                    counters[c].help, counters[c].name, counters[c].name,
+                    (unsigned long long)kurz_metrics_get(m, (enum kurz_counter)c));
         return rc ? -ENOMEM : 0;
 }

@@ -9,8 +9,8 @@
 #include "store/store.h"
 
 struct kurz_sqlite_config {
-        const char *data_dir; /* created if missing; holds kurz.db */
-        unsigned readers;     /* maximum pooled read connections, default 8 */
+        const char *data_dir;     /* created if missing; holds kurz.db */
+        unsigned readers;         /* maximum pooled read connections, default 8 */
         unsigned busy_timeout_ms; /* default 5000 */
         bool shared; /* skip the data-dir lock: for admin commands beside a running server */
 };

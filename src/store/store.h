@@ -10,11 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KURZ_CODE_MAX 64  /* longest code or alias */
-#define KURZ_URL_MAX 5000 /* longest target URL */
+#define KURZ_CODE_MAX 64   /* longest code or alias */
+#define KURZ_URL_MAX  5000 /* longest target URL */
 
 /* Error codes beyond negative errno values. */
-#define KURZ_E_NOTFOUND (-10001)    /* no such link */
+#define KURZ_E_NOTFOUND    (-10001) /* no such link */
 #define KURZ_E_UNAVAILABLE (-10002) /* backend down or failing: answer 503 */
 
 struct kurz_store;
@@ -50,14 +50,14 @@ struct kurz_create {
         /* in */
         const char *url;
         size_t url_len;
-        uint64_t url_hash;      /* kurz_hash of the URL bytes, for dedupe */
-        const char *alias;      /* NUL-terminated, or NULL for a generated code */
-        int64_t created_at;     /* unix seconds */
-        int64_t expires_at;     /* unix seconds, 0 = never */
-        bool dedupe;            /* return an existing live link of the same URL */
+        uint64_t url_hash;  /* kurz_hash of the URL bytes, for dedupe */
+        const char *alias;  /* NUL-terminated, or NULL for a generated code */
+        int64_t created_at; /* unix seconds */
+        int64_t expires_at; /* unix seconds, 0 = never */
+        bool dedupe;        /* return an existing live link of the same URL */
         /* out */
         enum kurz_create_status status;
-        int err;                /* negative error when FAILED */
+        int err; /* negative error when FAILED */
         char code[KURZ_CODE_MAX + 1];
         int64_t out_created_at;
         int64_t out_expires_at;
@@ -73,10 +73,10 @@ struct kurz_day_clicks {
 struct kurz_link_stats {
         int64_t total_clicks;
         int64_t clicks_today;
-        int64_t clicks_week;  /* the last 7 days, today included */
-        int64_t clicks_month; /* the last 30 days, today included */
-        int64_t first_click;  /* unix seconds, 0 = never */
-        int64_t last_click;   /* unix seconds, 0 = never */
+        int64_t clicks_week;              /* the last 7 days, today included */
+        int64_t clicks_month;             /* the last 30 days, today included */
+        int64_t first_click;              /* unix seconds, 0 = never */
+        int64_t last_click;               /* unix seconds, 0 = never */
         struct kurz_day_clicks *timeline; /* oldest first, days with clicks only */
         size_t ndays;
 };
@@ -92,7 +92,7 @@ struct kurz_platform_stats {
 /* One click aggregate to add. */
 struct kurz_click {
         char code[KURZ_CODE_MAX + 1];
-        int32_t day;         /* days since 1970-01-01 (UTC) */
+        int32_t day; /* days since 1970-01-01 (UTC) */
         int64_t count;
         int64_t last_access; /* unix seconds */
 };
@@ -136,8 +136,7 @@ struct kurz_store_ops {
         /* Lists up to limit links with code > after (ordered by code); returns
          * the count; *out is a malloc'ed array whose urls the caller frees with
          * kurz_store_links_free(). Thread-safe. */
-        int (*list)(struct kurz_store *s, const char *after, size_t limit,
-                    struct kurz_link **out);
+        int (*list)(struct kurz_store *s, const char *after, size_t limit, struct kurz_link **out);
         /* Counts of links: total and not expired at now. Thread-safe. */
         int (*count)(struct kurz_store *s, int64_t now, int64_t *total, int64_t *active);
         /* True when the backend answers now (for /health). Thread-safe. */

@@ -21,9 +21,10 @@ struct kurz_writer_create {
 };
 
 struct kurz_writer_config {
-        size_t max_batch;  /* creates per transaction, default 1024 */
-        size_t max_queue;  /* pending creates beyond which submit fails with -EAGAIN, default 65536 */
-        kurz_code_fn gen;  /* code generator handed to create_batch */
+        size_t max_batch; /* creates per transaction, default 1024 */
+        size_t
+            max_queue; /* pending creates beyond which submit fails with -EAGAIN, default 65536 */
+        kurz_code_fn gen; /* code generator handed to create_batch */
         void *gen_arg;
 };
 

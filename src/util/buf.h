@@ -21,8 +21,7 @@ int kurz_buf_reserve(struct kurz_buf *b, size_t n);
 int kurz_buf_append(struct kurz_buf *b, const void *data, size_t n);
 static inline int kurz_buf_puts(struct kurz_buf *b, const char *s);
 /* printf-style append. Returns 0 or a negative error. */
-int kurz_buf_printf(struct kurz_buf *b, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+int kurz_buf_printf(struct kurz_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Removes the first n bytes (n <= len). */
 void kurz_buf_consume(struct kurz_buf *b, size_t n);
 /* Frees the storage; the buffer is empty and reusable afterwards. */

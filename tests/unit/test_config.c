@@ -53,9 +53,10 @@ static void test_durations(void)
 static void test_flags(void)
 {
         struct kurz_config c;
-        char *argv[] = {"serve", "--listen", "127.0.0.1:9000", "--threads=3", "--codes",
-                        "snowflake", "--worker-id", "7", "--l1-ttl", "2s",
-                        "--base-url", "https://k.example/", NULL};
+        char *argv[] = {"serve",    "--listen",  "127.0.0.1:9000", "--threads=3",
+                        "--codes",  "snowflake", "--worker-id",    "7",
+                        "--l1-ttl", "2s",        "--base-url",     "https://k.example/",
+                        NULL};
         FILE *err = devnull();
 
         kurz_config_defaults(&c);
@@ -106,11 +107,11 @@ static void test_env_and_flag_precedence(void)
 static void test_refusals(void)
 {
         static char *bad[][3] = {
-            {"serve", "--nope", "1"},          {"serve", "--threads", "0"},
-            {"serve", "--threads", "x"},       {"serve", "--listen", "nocolon"},
-            {"serve", "--listen", "h:70000"},  {"serve", "--codes", "uuid"},
-            {"serve", "--worker-id", "1024"},  {"serve", "--l1-ttl", "soon"},
-            {"serve", "--max-body", "-5"},     {"serve", "stray", "arg"},
+            {"serve", "--nope", "1"},         {"serve", "--threads", "0"},
+            {"serve", "--threads", "x"},      {"serve", "--listen", "nocolon"},
+            {"serve", "--listen", "h:70000"}, {"serve", "--codes", "uuid"},
+            {"serve", "--worker-id", "1024"}, {"serve", "--l1-ttl", "soon"},
+            {"serve", "--max-body", "-5"},    {"serve", "stray", "arg"},
         };
         FILE *err = devnull();
 
@@ -149,8 +150,9 @@ static void test_roles(void)
         for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
                 char *argv[] = {"serve", "--role", (char *)roles[i].role, "--database",
                                 "postgres://u:p@127.0.0.1:1/kurz"};
-                char *lst[] = {"serve", "--role", (char *)roles[i].role, "--listen",
-                               "127.0.0.1:9999", "--database", "postgres://u:p@127.0.0.1:1/k"};
+                char *lst[] = {
+                    "serve",          "--role",     (char *)roles[i].role,         "--listen",
+                    "127.0.0.1:9999", "--database", "postgres://u:p@127.0.0.1:1/k"};
 
                 kurz_config_defaults(&c);
                 CHECK_EQ_INT(kurz_config_parse(&c, 5, argv, err), 0);
