@@ -175,7 +175,7 @@ void kurz_redis_node_stats(struct kurz_redis_node *n, struct kurz_redis_node_sta
 {
         pthread_mutex_lock(&n->mu);
         out->state = n->breaker.state;
-        out->commands = n->commands;
+        out->commands = __atomic_load_n(&n->commands, __ATOMIC_RELAXED);
         out->failures = n->failures;
         out->breaker_opens = n->breaker.opens;
         out->open_conns = n->nopen;
