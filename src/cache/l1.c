@@ -31,7 +31,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "util/hash.h"
@@ -128,22 +127,6 @@ static struct table *table_new(size_t nslots)
         return t;
 }
 
-static void random_key(uint8_t key[16])
-{
-        struct timespec ts;
-        uint64_t a, b;
-
-        if (getrandom(key, 16, 0) == 16)
-                return;
-        /* No entropy source: the key only hardens probe chains, so a weak
-         * one degrades gracefully. */
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        a = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32);
-        b = (uint64_t)(uintptr_t)key ^ (a * 0x9e3779b97f4a7c15ull);
-        memcpy(key, &a, 8);
-        memcpy(key + 8, &b, 8);
-}
-
 struct kurz_l1 *kurz_l1_new(const struct kurz_l1_config *cfg)
 {
         struct kurz_l1 *c;
@@ -155,7 +138,7 @@ struct kurz_l1 *kurz_l1_new(const struct kurz_l1_config *cfg)
         c->qsbr = cfg->qsbr;
         c->ttl_ms = cfg->ttl_ms;
         c->negative_ttl_ms = cfg->negative_ttl_ms;
-        random_key(c->key);
+        kurz_hash_random_key(c->key);
         if (cfg->max_entries == 0)
                 return c; /* disabled: every get misses, puts do nothing */
 

@@ -11,7 +11,6 @@
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "util/hash.h"
@@ -48,20 +47,6 @@ struct kurz_ratelimit {
         struct stripe *stripes;
 };
 
-static void random_key(uint8_t key[16])
-{
-        struct timespec ts;
-        uint64_t a, b;
-
-        if (getrandom(key, 16, 0) == 16)
-                return;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        a = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32);
-        b = (uint64_t)(uintptr_t)key ^ (a * 0x9e3779b97f4a7c15ull);
-        memcpy(key, &a, 8);
-        memcpy(key + 8, &b, 8);
-}
-
 struct kurz_ratelimit *kurz_ratelimit_new(unsigned limit, unsigned window_ms, size_t max_keys)
 {
         struct kurz_ratelimit *rl;
@@ -72,7 +57,7 @@ struct kurz_ratelimit *kurz_ratelimit_new(unsigned limit, unsigned window_ms, si
                 return NULL;
         rl->limit = limit;
         rl->window_ms = window_ms ? window_ms : 1;
-        random_key(rl->key);
+        kurz_hash_random_key(rl->key);
         if (max_keys == 0)
                 max_keys = 1; /* a limit needs somewhere to count */
         n = RL_MAX_STRIPES;

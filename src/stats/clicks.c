@@ -9,7 +9,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "util/hash.h"
@@ -40,20 +39,6 @@ struct kurz_clicks {
         struct table *tables;
 };
 
-static void random_key(uint8_t key[16])
-{
-        struct timespec ts;
-        uint64_t a, b;
-
-        if (getrandom(key, 16, 0) == 16)
-                return;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        a = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32);
-        b = (uint64_t)(uintptr_t)key ^ (a * 0x9e3779b97f4a7c15ull);
-        memcpy(key, &a, 8);
-        memcpy(key + 8, &b, 8);
-}
-
 struct kurz_clicks *kurz_clicks_new(unsigned threads, size_t capacity)
 {
         struct kurz_clicks *c;
@@ -69,7 +54,7 @@ struct kurz_clicks *kurz_clicks_new(unsigned threads, size_t capacity)
         c->threads = threads;
         c->initial_slots = nslots;
         atomic_init(&c->dropped, 0);
-        random_key(c->key);
+        kurz_hash_random_key(c->key);
         if (threads == 0)
                 return c;
         c->tables = aligned_alloc(alignof(struct table), sizeof(struct table) * threads);

@@ -4,6 +4,10 @@
  * whatever the host order, so stored hashes agree across machines. */
 #include "util/hash.h"
 
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
 /* The key of kurz_hash. Its values are stored (URL dedupe indexes) and used to
  * pick shards, so it must NEVER change: changing it orphans every stored hash.
  * It is not a secret; it only has to be fixed. (The ASCII of
@@ -103,4 +107,18 @@ uint64_t kurz_siphash(const uint8_t key[16], const void *data, size_t len)
 uint64_t kurz_hash(const void *data, size_t len)
 {
         return kurz_siphash(kurz_hash_key, data, len);
+}
+
+void kurz_hash_random_key(uint8_t key[16])
+{
+        struct timespec ts;
+        uint64_t a, b;
+
+        if (getrandom(key, 16, 0) == 16)
+                return;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        a = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32);
+        b = (uint64_t)(uintptr_t)key ^ (a * 0x9e3779b97f4a7c15ull);
+        memcpy(key, &a, 8);
+        memcpy(key + 8, &b, 8);
 }
