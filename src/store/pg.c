@@ -1016,6 +1016,7 @@ struct work {
         bool dedupe;     /* looks for / records a dedupe entry */
         bool no_index;   /* the URL shard could not be read: no entry written */
         bool verify;     /* code holds a candidate on another shard to verify */
+        bool unavail;    /* its code's shard failed: redrawn elsewhere, or 503 */
         int64_t cand_created, cand_expires;
 };
 
@@ -1281,7 +1282,18 @@ static void insert_round(struct kurz_pg *pg, struct kurz_create *items, struct w
                             w[i].shard != sh)
                                 continue;
                         if (rc < 0) {
-                                /* Not known to be committed: never a success. */
+                                /* Not known to be committed: never a success.
+                                 * A generated code was never acknowledged, so
+                                 * with other shards alive it is redrawn: the
+                                 * failure tripped this shard's breaker, and
+                                 * assign_codes avoids tripped shards. */
+                                if (!it->alias && pg->n_shards > 1 && rc != -ENOMEM &&
+                                    now_ms() < deadline) {
+                                        it->code[0] = '\0';
+                                        w[i].unavail = true;
+                                        *again = true;
+                                        continue;
+                                }
                                 item_fail(it, rc == -ENOMEM ? -ENOMEM : KURZ_E_UNAVAILABLE);
                                 continue;
                         }
@@ -1407,11 +1419,12 @@ static int pg_create_batch(struct kurz_store *store, struct kurz_create *items, 
                 struct kurz_create *it = &items[i];
 
                 if (it->status == KURZ_CREATE_PENDING && w[i].leader < 0) {
-                        kurz_error("pg: %d generated codes in a row already existed; create "
-                                   "failed",
-                                   GEN_RETRIES);
+                        if (!w[i].unavail)
+                                kurz_error("pg: %d generated codes in a row already existed; "
+                                           "create failed",
+                                           GEN_RETRIES);
                         it->code[0] = '\0';
-                        item_fail(it, -EEXIST);
+                        item_fail(it, w[i].unavail ? KURZ_E_UNAVAILABLE : -EEXIST);
                 }
         }
         for (size_t i = 0; i < n; i++) {
