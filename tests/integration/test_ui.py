@@ -29,10 +29,11 @@ XSS_ALIAS = "x\"><img src=x onerror=window.__pwned=1>"
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.common.exceptions import (NoAlertPresentException,
+                                            StaleElementReferenceException,
+                                            WebDriverException)
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
     HAVE_SELENIUM = True
 except ImportError:  # non-browser tests still run
@@ -128,7 +129,22 @@ def submit_form(d, origin, url, alias="", expiry=None):
         d.find_element(By.CSS_SELECTOR, "#expiry option[value='%s']" % expiry).click()
     form = d.find_element(By.TAG_NAME, "form")
     d.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    WebDriverWait(d, 30).until(EC.staleness_of(form))  # the next page replaced it
+    WebDriverWait(d, 30).until(lambda _: replaced(form))
+
+
+def replaced(elem):
+    """True once the next page has replaced elem's page.
+
+    Chromium can answer a query on an element of a page that is being torn
+    down with a transient "unhandled inspector error"; that means "not yet",
+    so the wait polls again rather than failing the test."""
+    try:
+        elem.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException:
+        return False
 
 
 def assert_not_pwned(d):
