@@ -368,16 +368,43 @@ static void ignore_notice(void *arg, const char *msg)
         (void)msg;
 }
 
+/* The session settings kurz adds to the URL's own "options".
+ * - enable_seqscan off: every kurz statement is an index lookup by design,
+ *   but a batch's "url_hash = ANY(256 hashes)" on a table without column
+ *   statistics (a growing table before autovacuum's next ANALYZE) is
+ *   estimated at 256 x 0.5 % = every row, and planned as a sequential scan
+ *   of the whole table per batch (measured: creates/s falling from 8,800 to
+ *   3,200 as url_index grew to 180,000 rows).
+ * - jit off: kurz's statements are short, and a JIT compilation (triggered
+ *   by the cost estimate of a batch on a large table) costs tens of
+ *   milliseconds each time (measured: LLVM code generation in every batch).
+ * Writes them and the URL's own options after them into out. */
+static void session_options(const char *url, char *out, size_t cap)
+{
+        PQconninfoOption *opts = PQconninfoParse(url, NULL);
+        const char *mine = "";
+
+        for (PQconninfoOption *o = opts; o && o->keyword; o++)
+                if (strcmp(o->keyword, "options") == 0 && o->val)
+                        mine = o->val;
+        snprintf(out, cap, "-c enable_seqscan=off -c jit=off%s%s", *mine ? " " : "", mine);
+        PQconninfoFree(opts);
+}
+
 /* Opens a connection to url, giving up at deadline. The URL's own settings
- * are kept; connect_timeout and application_name are set on top. */
+ * are kept; connect_timeout, application_name and session_options are set
+ * on top. */
 static PGconn *pq_connect(const char *url, int64_t deadline, char *why, size_t whycap)
 {
-        static const char *const kw[] = {"dbname", "connect_timeout", "application_name", NULL};
-        const char *const vals[] = {url, "2", "kurz", NULL};
+        static const char *const kw[] = {"dbname", "connect_timeout", "application_name", "options",
+                                         NULL};
+        char options[1024];
+        const char *const vals[] = {url, "2", "kurz", options, NULL};
         PostgresPollingStatusType st = PGRES_POLLING_WRITING;
         PGconn *c;
 
         why[0] = '\0';
+        session_options(url, options, sizeof(options));
         c = PQconnectStartParams(kw, vals, 1);
         if (!c) {
                 snprintf(why, whycap, "out of memory");
@@ -536,6 +563,16 @@ static int conn_prepare(struct pconn *c, enum stmt_id id, int64_t deadline)
         return 0;
 }
 
+/* The batch statements, planned on every execution (an unnamed statement)
+ * rather than prepared once: a prepared statement switches to a generic plan
+ * after five runs, and one chosen while the tables were small is a
+ * sequential scan that stays when they have grown (measured: url_index
+ * scanned with "= ANY" per create batch, PostgreSQL's CPU growing with the
+ * table). Planning with the actual arrays costs far less than one batch. */
+#define CUSTOM_PLAN                                                                                \
+        ((1u << S_INSERT) | (1u << S_DEDUPE) | (1u << S_VERIFY) | (1u << S_INDEX_ADD) |            \
+         (1u << S_INDEX_DEL) | (1u << S_CLICKS))
+
 /* Sends statement id with text parameters (no result is read yet). */
 static int conn_send(struct pconn *c, enum stmt_id id, int np, const char *const *vals,
                      int64_t deadline)
@@ -543,6 +580,14 @@ static int conn_send(struct pconn *c, enum stmt_id id, int np, const char *const
         char name[16];
         int rc;
 
+        if (CUSTOM_PLAN & (1u << id)) {
+                if (PQsendQueryParams(c->pc, stmt_sql[id], np, NULL, vals, NULL, NULL, 0))
+                        return 0;
+                c->bad = true;
+                kurz_error("pg %s/%s: send: %s", c->node->shard, c->node->role,
+                           PQerrorMessage(c->pc));
+                return KURZ_E_UNAVAILABLE;
+        }
         rc = conn_prepare(c, id, deadline);
         if (rc < 0)
                 return rc;
