@@ -242,7 +242,7 @@ static const char *const migrations[] = {
     " SELECT day, 0, sum(clicks) FROM clicks_daily GROUP BY day;",
 };
 
-_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KURZ_SCHEMA_VERSION,
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KURZ_PG_SCHEMA_VERSION,
                "one migration step per schema version");
 
 enum read_class { RC_REPLICA_HIT, RC_PRIMARY_FALLBACK, RC_PRIMARY_DIRECT, RC_UNAVAILABLE, RC_N };
@@ -2319,14 +2319,14 @@ static int migrate_node(struct node *n, int *version)
                         goto out_close;
                 cur = (int)col_i64(res, 0, 0);
                 PQclear(res);
-                if (cur < 0 || cur > KURZ_SCHEMA_VERSION) {
+                if (cur < 0 || cur > KURZ_PG_SCHEMA_VERSION) {
                         kurz_error("pg %s: schema version %d is newer than version %d of this "
                                    "kurz build; upgrade kurz",
-                                   n->shard, cur, KURZ_SCHEMA_VERSION);
+                                   n->shard, cur, KURZ_PG_SCHEMA_VERSION);
                         rc = -EPROTO;
                         goto out_close;
                 }
-                if (cur == KURZ_SCHEMA_VERSION)
+                if (cur == KURZ_PG_SCHEMA_VERSION)
                         break;
                 rc = conn_sql(c, "BEGIN", deadline, NULL);
                 if (rc == 0)

@@ -10,6 +10,9 @@
 
 #include "store/store.h"
 
+/* Schema version of each PostgreSQL shard this build expects. */
+#define KURZ_PG_SCHEMA_VERSION 2
+
 struct kurz_pg_config {
         const char *database;        /* primary URL of the single shard, or NULL */
         const char *replicas;        /* comma-separated replica URLs of it, or NULL */

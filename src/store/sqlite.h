@@ -8,6 +8,9 @@
 
 #include "store/store.h"
 
+/* Schema version of the SQLite file this build expects. */
+#define KURZ_SQLITE_SCHEMA_VERSION 3
+
 struct kurz_sqlite_config {
         const char *data_dir;     /* created if missing; holds kurz.db */
         unsigned readers;         /* maximum pooled read connections, default 8 */
@@ -18,7 +21,7 @@ struct kurz_sqlite_config {
 /* Opens (creating and migrating as needed) the store. Returns 0 or a negative
  * error; *out is freed with (*out)->ops->close(*out). */
 int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **out);
-/* Applies migrations up to KURZ_SCHEMA_VERSION and returns the version now in
+/* Applies migrations up to KURZ_SQLITE_SCHEMA_VERSION and returns the version now in
  * the file (for `kurz migrate`). */
 int kurz_sqlite_migrate(const char *data_dir, int *version);
 #endif

@@ -167,6 +167,4 @@ struct kurz_store {
 /* Frees a list returned by ops->list. */
 void kurz_store_links_free(struct kurz_link *links, size_t n);
 
-/* Schema version this build expects. */
-#define KURZ_SCHEMA_VERSION 2
 #endif

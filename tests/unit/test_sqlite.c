@@ -117,9 +117,9 @@ static void test_migrate(void)
 
         new_dir(dir, sizeof(dir));
         CHECK_EQ_INT(kurz_sqlite_migrate(dir, &version), 0);
-        CHECK_EQ_INT(version, KURZ_SCHEMA_VERSION);
+        CHECK_EQ_INT(version, KURZ_SQLITE_SCHEMA_VERSION);
         CHECK_EQ_INT(query_file(dir, "SELECT max(version) FROM schema_version"),
-                     KURZ_SCHEMA_VERSION);
+                     KURZ_SQLITE_SCHEMA_VERSION);
         CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                                      " AND name IN ('meta', 'counters', 'links',"
                                      " 'clicks_daily', 'api_keys', 'schema_version')"),
@@ -134,7 +134,7 @@ static void test_migrate(void)
         s = open_store(dir);
         version = -1;
         CHECK_EQ_INT(kurz_sqlite_migrate(dir, &version), 0);
-        CHECK_EQ_INT(version, KURZ_SCHEMA_VERSION);
+        CHECK_EQ_INT(version, KURZ_SQLITE_SCHEMA_VERSION);
         if (s)
                 s->ops->close(s);
         /* A file from a newer kurz is refused. */

@@ -1,7 +1,7 @@
 /* tests/unit/test_store_stats.c - the statistics ops of the SQLite store
  * (stats_link, stats_platform): windows of the daily rollup, first and last
  * click, platform counters kept by creates, deletes, cleanup and clicks, and
- * migration 2 initialising them from data written before it existed. */
+ * migrations 2 and 3 initialising them from data written before them. */
 #include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -180,8 +180,15 @@ static void test_migration_initialises(void)
         click(s, a, TODAY, 3, (int64_t)TODAY * 86400 + 500);
         click(s, b, TODAY - 2, 4, (int64_t)(TODAY - 2) * 86400 + 500);
         s->ops->close(s);
+        /* Back to schema 1: totals in links, no first click, no counters. */
         exec_file(dir, "DROP TABLE platform_totals; DROP TABLE platform_daily;"
-                       "ALTER TABLE links DROP COLUMN first_access;"
+                       "ALTER TABLE links ADD COLUMN clicks INTEGER NOT NULL DEFAULT 0;"
+                       "ALTER TABLE links ADD COLUMN last_access INTEGER NOT NULL DEFAULT 0;"
+                       "UPDATE links SET clicks = (SELECT sum(clicks) FROM clicks_daily d"
+                       " WHERE d.code = links.code), last_access = (SELECT max(last_at)"
+                       " FROM clicks_daily d WHERE d.code = links.code);"
+                       "ALTER TABLE clicks_daily DROP COLUMN first_at;"
+                       "ALTER TABLE clicks_daily DROP COLUMN last_at;"
                        "DELETE FROM schema_version; INSERT INTO schema_version VALUES(1);");
         s = open_store(dir);
         CHECK_EQ_INT(s->ops->stats_platform(s, 2000, TODAY, &p), 0);
@@ -192,6 +199,64 @@ static void test_migration_initialises(void)
         CHECK_EQ_INT(st.total_clicks, 4);
         CHECK_EQ_INT(st.clicks_week, 4);
         CHECK_EQ_INT(st.first_click, (int64_t)(TODAY - 2) * 86400); /* day precision */
+        free(st.timeline);
+        s->ops->close(s);
+}
+
+/* A file of schema 2 (totals, first and last click in links) keeps every
+ * figure when migration 3 moves them into the daily rollup. */
+static void test_migration_3_keeps_totals(void)
+{
+        char dir[256], a[KURZ_CODE_MAX + 1], b[KURZ_CODE_MAX + 1];
+        struct kurz_link_stats st;
+        struct kurz_link l = {0};
+        struct kurz_store *s;
+        int64_t first = (int64_t)(TODAY - 3) * 86400 + 777, last = (int64_t)TODAY * 86400 + 999;
+
+        new_dir(dir, sizeof(dir));
+        s = open_store(dir);
+        create(s, "https://example.com/v2a", 0, a);
+        create(s, "https://example.com/v2b", 0, b);
+        click(s, a, TODAY - 3, 2, first + 5);
+        click(s, a, TODAY - 1, 3, (int64_t)(TODAY - 1) * 86400 + 10);
+        click(s, a, TODAY, 4, last - 5);
+        s->ops->close(s);
+        exec_file(dir, "ALTER TABLE links ADD COLUMN clicks INTEGER NOT NULL DEFAULT 0;"
+                       "ALTER TABLE links ADD COLUMN last_access INTEGER NOT NULL DEFAULT 0;"
+                       "ALTER TABLE links ADD COLUMN first_access INTEGER NOT NULL DEFAULT 0;"
+                       "ALTER TABLE clicks_daily DROP COLUMN first_at;"
+                       "ALTER TABLE clicks_daily DROP COLUMN last_at;"
+                       "DELETE FROM schema_version; INSERT INTO schema_version VALUES(2);");
+        {
+                char sql[256];
+
+                snprintf(sql, sizeof(sql),
+                         "UPDATE links SET clicks = 9, first_access = %lld, last_access = %lld"
+                         " WHERE code = '%s'",
+                         (long long)first, (long long)last, a);
+                exec_file(dir, sql);
+        }
+        s = open_store(dir);
+        CHECK_EQ_INT(s->ops->stats_link(s, a, strlen(a), TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, 9);
+        CHECK_EQ_INT(st.clicks_today, 4);
+        CHECK_EQ_INT(st.ndays, 3);
+        CHECK_EQ_INT(st.first_click, first); /* exact, from links */
+        CHECK_EQ_INT(st.last_click, last);
+        free(st.timeline);
+        CHECK_EQ_INT(s->ops->lookup(s, a, strlen(a), &l), 0);
+        CHECK_EQ_INT(l.clicks, 9);
+        CHECK_EQ_INT(l.last_access, last);
+        free(l.url);
+        /* A link never clicked stays at zero; new clicks add to the rollup. */
+        CHECK_EQ_INT(s->ops->stats_link(s, b, strlen(b), TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, 0);
+        CHECK_EQ_INT(st.first_click, 0);
+        free(st.timeline);
+        click(s, a, TODAY, 1, last + 1);
+        CHECK_EQ_INT(s->ops->stats_link(s, a, strlen(a), TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, 10);
+        CHECK_EQ_INT(st.last_click, last + 1);
         free(st.timeline);
         s->ops->close(s);
 }
@@ -213,6 +278,7 @@ int main(void)
         RUN(test_link_windows);
         RUN(test_platform_counters);
         RUN(test_migration_initialises);
+        RUN(test_migration_3_keeps_totals);
         nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         TEST_END("store_stats");
 }
