@@ -263,7 +263,10 @@ static void on_invalidate(void *arg, struct kurz_str code)
 {
         struct kurz_service *s = arg;
 
-        kurz_l1_invalidate(s->l1, code);
+        if (code.len == 0) /* the subscription was down: drop everything */
+                kurz_l1_invalidate_all(s->l1);
+        else
+                kurz_l1_invalidate(s->l1, code);
 }
 
 int kurz_api_fleet_open(struct kurz_service *s)

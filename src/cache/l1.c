@@ -560,6 +560,30 @@ void kurz_l1_invalidate(struct kurz_l1 *c, struct kurz_str code)
                 kurz_qsbr_reclaim(c->qsbr);
 }
 
+void kurz_l1_invalidate_all(struct kurz_l1 *c)
+{
+        for (unsigned k = 0; k < c->nshards; k++) {
+                struct shard *s = &c->shards[k];
+                struct table *t;
+                bool reclaim;
+
+                pthread_mutex_lock(&s->lock);
+                atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
+                t = atomic_load_explicit(&s->tab, memory_order_relaxed);
+                for (size_t i = 0; i <= t->mask; i++) {
+                        struct entry *e = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
+
+                        if (e && e != TOMB)
+                                shard_remove_at(c, s, t, i);
+                }
+                shard_maybe_rebuild(c, s, 0);
+                reclaim = shard_reclaim_due(s);
+                pthread_mutex_unlock(&s->lock);
+                if (reclaim)
+                        kurz_qsbr_reclaim(c->qsbr);
+        }
+}
+
 void kurz_l1_stats(struct kurz_l1 *c, struct kurz_l1_stats *out)
 {
         out->entries = 0;

@@ -61,6 +61,10 @@ int kurz_l1_put(struct kurz_l1 *c, struct kurz_str code, struct kurz_str url, in
 int kurz_l1_put_negative(struct kurz_l1 *c, struct kurz_str code, uint64_t seq, uint64_t now_ms);
 /* Removes code and bumps its shard's invalidation sequence. Thread-safe. */
 void kurz_l1_invalidate(struct kurz_l1 *c, struct kurz_str code);
+/* Removes every entry and bumps every shard's sequence (a racing put of a
+ * value read before is refused). For when invalidations may have been missed.
+ * Thread-safe. */
+void kurz_l1_invalidate_all(struct kurz_l1 *c);
 
 struct kurz_l1_stats {
         size_t entries;

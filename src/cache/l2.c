@@ -558,6 +558,11 @@ static void on_message(void *arg, const char *msg, size_t len)
         struct kurz_l2 *l2 = arg;
         size_t i = 0;
 
+        if (!msg) { /* (re)subscribed: any invalidation may have been missed */
+                if (l2->on_inval)
+                        l2->on_inval(l2->on_inval_arg, (struct kurz_str){"", 0});
+                return;
+        }
         while (i < len) {
                 size_t j = i;
                 while (j < len && msg[j] != ' ')

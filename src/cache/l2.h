@@ -75,7 +75,10 @@ int kurz_l2_invalidate(struct kurz_l2 *l2, const char *code, size_t code_len);
 void kurz_l2_invalidate_async(struct kurz_l2 *l2, const char *code, size_t code_len);
 
 /* Subscribes to the invalidation channel: fn(arg, code) runs on the
- * subscriber thread for every code any process invalidated (this one too). */
+ * subscriber thread for every code any process invalidated (this one too),
+ * and with an empty code whenever the subscription is (re)established:
+ * invalidations published while it was down were missed, so every code may
+ * be stale. */
 typedef void (*kurz_l2_invalidate_fn)(void *arg, struct kurz_str code);
 int kurz_l2_subscribe(struct kurz_l2 *l2, kurz_l2_invalidate_fn fn, void *arg);
 

@@ -580,8 +580,11 @@ static void handle_message(struct kurz_redis *r, redisReply *m)
         if (m->elements == 3 && strcmp(m->element[0]->str, "message") == 0 &&
             m->element[2]->type == REDIS_REPLY_STRING)
                 r->fn(r->fn_arg, m->element[2]->str, m->element[2]->len);
-        else if (strcmp(m->element[0]->str, "subscribe") == 0)
+        else if (strcmp(m->element[0]->str, "subscribe") == 0) {
                 atomic_store(&r->subscribed, true);
+                /* Messages published before this point never reach us. */
+                r->fn(r->fn_arg, NULL, 0);
+        }
 }
 
 /* One subscription session: returns when the connection is lost or on stop. */

@@ -53,7 +53,9 @@ int kurz_redis_command(struct kurz_redis *r, const char *key, size_t keylen, int
 /* PUBLISH channel msg. Returns 0 or a negative errno. */
 int kurz_redis_publish(struct kurz_redis *r, const char *channel, const char *msg, size_t len);
 
-/* Called on the subscriber thread for each message; msg is borrowed. */
+/* Called on the subscriber thread for each message; msg is borrowed. msg is
+ * NULL each time a subscription is confirmed (the first, and after every
+ * reconnection): messages published while there was none were missed. */
 typedef void (*kurz_redis_message_fn)(void *arg, const char *msg, size_t len);
 /* Starts the subscriber thread on channel (copied). At most one per client.
  * Returns 0, -EBUSY when one runs, or a negative errno. */

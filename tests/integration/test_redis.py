@@ -274,6 +274,42 @@ def test_two_processes_invalidation_and_fleet_limit(pg, standalone, kurz):
     assert m(b.port, "kurz_l2_invalidations_received_total") >= 3
 
 
+def test_resubscribed_process_drops_what_it_may_have_missed(pg, kurz):
+    """A delete whose invalidation was published while another process's
+    subscription was down (Redis restarting) never reaches that process: when
+    its subscription returns it drops its whole L1 instead of serving the
+    deleted link until its L1 TTL (1 h here)."""
+    r = Redis(True).up()
+    try:
+        env = {"KURZ_DATABASE": pg.env["KURZ_DATABASE"]}
+        tool(["migrate"], env)
+        key = tool(["admin", "create-key", "--name", "gap"], env)
+        common = ["--database", pg.env["KURZ_DATABASE"], "--create-rate-limit", "0",
+                  "--l1-ttl", "1h"] + r.args()
+        a = kurz.start(common)
+        b = kurz.start(common)
+        assert wait_for(lambda: m(a.port, "kurz_redis_subscribed") == 1 and
+                        m(b.port, "kurz_redis_subscribed") == 1)
+        url = unique_url("gap")
+        code = create_ok(a.port, url)["shortCode"]
+        for _ in range(2):
+            r2 = get(b.port, "/" + code)
+            assert r2.status == 302 and r2.headers["location"] == url
+        r.run("down")
+        assert wait_for(lambda: m(b.port, "kurz_redis_subscribed") == 0, timeout=10)
+        res = request(a.port, "DELETE", "/api/v1/urls/" + code, headers=auth(key))
+        assert res.status == 200, res
+        a.kill()  # its queued invalidation dies with it: nobody ever publishes it
+        r.up()
+        assert wait_for(lambda: m(b.port, "kurz_redis_subscribed") == 1, timeout=15)
+        t0 = time.monotonic()
+        while get(b.port, "/" + code).status != 404:
+            assert time.monotonic() - t0 < 1.0, "B serves a deleted link after resubscribing"
+            time.sleep(0.02)
+    finally:
+        r.down()
+
+
 def test_fleet_wide_create_limit_and_local_fallback(pg, kurz):
     r = Redis(True).up()
     try:

@@ -170,6 +170,46 @@ static void test_invalidate(void)
         kurz_l1_free(c);
 }
 
+/* After a gap in the invalidation stream every entry may be stale: all go,
+ * and no fill that started before can bring one back. */
+static void test_invalidate_all(void)
+{
+        struct kurz_l1 *c = make(10000, 30000, 5000);
+        struct kurz_l1_stats st;
+        char code[16], buf[256];
+        uint64_t seq;
+
+        for (unsigned long i = 0; i < 2000; i++) {
+                snprintf(code, sizeof(code), "ia%lu", i);
+                CHECK_EQ_INT(put(c, code, "https://x/ia", 0, 1000), 0);
+        }
+        CHECK_EQ_INT(
+            kurz_l1_put_negative(c, KURZ_STR_LIT("neg"), kurz_l1_seq(c, KURZ_STR_LIT("neg")), 1000),
+            0);
+        seq = kurz_l1_seq(c, KURZ_STR_LIT("ia7"));
+        kurz_l1_invalidate_all(c);
+        kurz_l1_stats(c, &st);
+        CHECK_EQ_INT(st.entries, 0);
+        for (unsigned long i = 0; i < 2000; i += 97) {
+                snprintf(code, sizeof(code), "ia%lu", i);
+                CHECK_EQ_INT(get(c, code, 1001, buf, sizeof(buf)), KURZ_L1_MISS);
+        }
+        CHECK_EQ_INT(get(c, "neg", 1001, buf, sizeof(buf)), KURZ_L1_MISS);
+        CHECK_EQ_INT(
+            kurz_l1_put(c, KURZ_STR_LIT("ia7"), KURZ_STR_LIT("https://x/old"), 0, seq, 1002),
+            -ESTALE);
+        /* The cache works as before afterwards. */
+        CHECK_EQ_INT(put(c, "ia7", "https://x/new", 0, 1003), 0);
+        CHECK_EQ_INT(get(c, "ia7", 1004, buf, sizeof(buf)), KURZ_L1_HIT);
+        CHECK_EQ_STR(buf, "https://x/new");
+        kurz_qsbr_quiescent(q, 0);
+        kurz_l1_free(c);
+        /* A disabled cache: nothing to do. */
+        c = make(0, 30000, 5000);
+        kurz_l1_invalidate_all(c);
+        kurz_l1_free(c);
+}
+
 static void test_disabled(void)
 {
         struct kurz_l1 *c = make(0, 30000, 5000);
@@ -499,6 +539,7 @@ int main(void)
         RUN(test_link_expiry);
         RUN(test_negative);
         RUN(test_invalidate);
+        RUN(test_invalidate_all);
         RUN(test_disabled);
         RUN(test_capacity);
         RUN(test_memory);
