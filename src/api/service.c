@@ -222,15 +222,29 @@ static void on_event(void *app, unsigned thread, int status)
 struct flush_job {
         struct kurz_service *s;
         unsigned thread;
-        struct kurz_click *clicks;
-        int n;
+        struct kurz_clicks_taken *taken;
+        size_t n;
 };
 
+/* Writer thread: the table detached on the loop becomes one batch here. */
 static int flush_fn(struct kurz_store *st, void *arg)
 {
         struct flush_job *j = arg;
+        struct kurz_click *arr = malloc(j->n * sizeof(*arr));
+        struct kurz_click small[64];
+        size_t pos = 0, k;
+        int rc = 0;
 
-        return st->ops->add_clicks(st, j->clicks, (size_t)j->n);
+        if (arr) {
+                k = kurz_clicks_next(j->taken, &pos, arr, j->n);
+                rc = st->ops->add_clicks(st, arr, k);
+                free(arr);
+                return rc;
+        }
+        /* Out of memory: in small transactions. */
+        while (rc == 0 && (k = kurz_clicks_next(j->taken, &pos, small, 64)) > 0)
+                rc = st->ops->add_clicks(st, small, k);
+        return rc;
 }
 
 static void flush_done(void *arg, int rc)
@@ -238,40 +252,41 @@ static void flush_done(void *arg, int rc)
         struct flush_job *j = arg;
 
         if (rc < 0) {
-                kurz_warn("click flush of %d aggregates failed: %d", j->n, rc);
+                kurz_warn("click flush of %zu aggregates failed: %d", j->n, rc);
                 kurz_metrics_add(j->s->metrics, KURZ_METRICS_SHARED, KURZ_C_STORE_ERROR, 1);
         } else {
                 kurz_metrics_add(j->s->metrics, KURZ_METRICS_SHARED, KURZ_C_CLICK_FLUSHES, 1);
                 atomic_store(&j->s->last_flush_s, kurz_api_now_s());
         }
         atomic_fetch_sub(&j->s->inflight_flushes, 1);
-        free(j->clicks);
+        kurz_clicks_taken_free(j->taken);
         free(j);
 }
 
-/* Takes thread t's counts and queues them for the writer. Runs on loop t (or
- * after the loops stopped). */
+/* Detaches thread t's counts and queues them for the writer, which turns
+ * them into a batch. Runs on loop t (or after the loops stopped). */
 static void flush_thread(struct kurz_service *s, unsigned t)
 {
         struct flush_job *j = calloc(1, sizeof(*j));
+        int rc;
 
         if (!j)
                 return;
         j->s = s;
         j->thread = t;
-        j->n = kurz_clicks_take(s->clicks, t, &j->clicks);
-        if (j->n <= 0) {
-                if (j->n == 0)
+        rc = kurz_clicks_detach(s->clicks, t, &j->taken);
+        if (rc < 0 || !j->taken) {
+                if (rc == 0) /* nothing counted: up to date */
                         atomic_store(&s->last_flush_s, kurz_api_now_s());
-                free(j->clicks);
                 free(j);
                 return;
         }
+        j->n = kurz_clicks_taken_count(j->taken);
         atomic_fetch_add(&s->inflight_flushes, 1);
         if (kurz_writer_job(s->writer, flush_fn, flush_done, j) < 0) {
-                kurz_warn("click flush dropped %d aggregates: writer stopped", j->n);
+                kurz_warn("click flush dropped %zu aggregates: writer stopped", j->n);
                 atomic_fetch_sub(&s->inflight_flushes, 1);
-                free(j->clicks);
+                kurz_clicks_taken_free(j->taken);
                 free(j);
         }
 }

@@ -1,7 +1,8 @@
 /* stats/clicks.c - per-thread click aggregation: one open-addressing table
  * of (code, day) -> count and last access per loop thread, touched only by
  * its thread, so counting a click costs a hash and an increment. Tables grow
- * by doubling at 70 % load and are emptied by take(). */
+ * by doubling at 70 % load; a flush detaches a thread's table whole and
+ * leaves it a fresh one, so the loop never walks a full table. */
 #include "stats/clicks.h"
 
 #include <errno.h>
@@ -181,11 +182,17 @@ int kurz_clicks_add(struct kurz_clicks *c, unsigned thread, struct kurz_str code
         return 0;
 }
 
-int kurz_clicks_take(struct kurz_clicks *c, unsigned thread, struct kurz_click **out)
+struct kurz_clicks_taken {
+        struct slot *slots;
+        size_t mask;
+        size_t used;
+};
+
+int kurz_clicks_detach(struct kurz_clicks *c, unsigned thread, struct kurz_clicks_taken **out)
 {
-        struct kurz_click *arr = NULL;
+        struct kurz_clicks_taken *k;
+        struct slot *fresh;
         struct table *t;
-        size_t n = 0;
 
         *out = NULL;
         if (thread >= c->threads)
@@ -193,13 +200,35 @@ int kurz_clicks_take(struct kurz_clicks *c, unsigned thread, struct kurz_click *
         t = &c->tables[thread];
         if (t->used == 0)
                 return 0;
-        if (t->used > INT32_MAX)
-                return -EOVERFLOW; /* cannot be returned as an int count */
-        arr = malloc(sizeof(*arr) * t->used);
-        if (!arr)
-                return -ENOMEM; /* the counts stay for the next take */
-        for (size_t i = 0; i <= t->mask; i++) {
-                struct slot *s = &t->slots[i];
+        k = malloc(sizeof(*k));
+        fresh = calloc(c->initial_slots, sizeof(*fresh));
+        if (!k || !fresh) {
+                free(k);
+                free(fresh);
+                return -ENOMEM; /* the counts stay for the next detach */
+        }
+        k->slots = t->slots;
+        k->mask = t->mask;
+        k->used = t->used;
+        t->slots = fresh;
+        t->mask = c->initial_slots - 1;
+        t->used = 0;
+        *out = k;
+        return 0;
+}
+
+size_t kurz_clicks_taken_count(const struct kurz_clicks_taken *k)
+{
+        return k->used;
+}
+
+size_t kurz_clicks_next(const struct kurz_clicks_taken *k, size_t *pos, struct kurz_click *arr,
+                        size_t cap)
+{
+        size_t n = 0;
+
+        for (; *pos <= k->mask && n < cap; (*pos)++) {
+                const struct slot *s = &k->slots[*pos];
 
                 if (s->count == 0)
                         continue;
@@ -210,22 +239,42 @@ int kurz_clicks_take(struct kurz_clicks *c, unsigned thread, struct kurz_click *
                 arr[n].last_access = s->last_access;
                 n++;
         }
-        /* Empty the table; one that grew far past its initial size (a burst)
-         * goes back to it, so the memory is not held forever. */
-        if (t->mask + 1 >= c->initial_slots * SHRINK_FACTOR) {
-                struct slot *small = calloc(c->initial_slots, sizeof(*small));
+        return n;
+}
 
-                if (small) {
-                        free(t->slots);
-                        t->slots = small;
-                        t->mask = c->initial_slots - 1;
-                } else {
-                        memset(t->slots, 0, sizeof(*t->slots) * (t->mask + 1));
-                }
-        } else {
-                memset(t->slots, 0, sizeof(*t->slots) * (t->mask + 1));
+void kurz_clicks_taken_free(struct kurz_clicks_taken *k)
+{
+        if (!k)
+                return;
+        free(k->slots);
+        free(k);
+}
+
+int kurz_clicks_take(struct kurz_clicks *c, unsigned thread, struct kurz_click **out)
+{
+        struct kurz_clicks_taken *k;
+        struct kurz_click *arr;
+        size_t pos = 0, n;
+        int rc;
+
+        *out = NULL;
+        if (thread >= c->threads)
+                return -EINVAL;
+        n = c->tables[thread].used;
+        if (n == 0)
+                return 0;
+        if (n > INT32_MAX)
+                return -EOVERFLOW; /* cannot be returned as an int count */
+        arr = malloc(sizeof(*arr) * n);
+        if (!arr)
+                return -ENOMEM; /* the counts stay for the next take */
+        rc = kurz_clicks_detach(c, thread, &k);
+        if (rc < 0) {
+                free(arr);
+                return rc;
         }
-        t->used = 0;
+        n = kurz_clicks_next(k, &pos, arr, n);
+        kurz_clicks_taken_free(k);
         *out = arr;
         return (int)n;
 }

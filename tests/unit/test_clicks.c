@@ -1,6 +1,7 @@
 /* tests/unit/test_clicks.c - per-thread click counters: aggregates per
  * (code, day) with the latest access, take() hands over everything once and
- * empties the table, growth keeps every count, threads never mix. */
+ * empties the table, growth keeps every count, threads never mix, detach()
+ * hands a whole table over in chunks. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -162,10 +163,56 @@ static void test_threads(void)
         kurz_clicks_free(shared);
 }
 
+/* A flush detaches a grown table whole: the loop keeps counting into a
+ * fresh one at once, and the detached counts come out exactly, in chunks of
+ * any size, on another thread's schedule. */
+static void test_detach(void)
+{
+        struct kurz_clicks *c = kurz_clicks_new(1, 16);
+        struct kurz_clicks_taken *k = NULL;
+        struct kurz_click buf[7], *out;
+        int64_t t = 19000 * (int64_t)DAY, total = 0;
+        size_t pos = 0, n, seen = 0;
+        char code[16];
+
+        CHECK(c != NULL);
+        CHECK_EQ_INT(kurz_clicks_detach(c, 0, &k), 0);
+        CHECK(k == NULL); /* nothing counted */
+        for (int i = 0; i < 5000; i++) {
+                snprintf(code, sizeof(code), "d%d", i % 1000);
+                CHECK_EQ_INT(kurz_clicks_add(c, 0, kurz_str_c(code), t + i), 0);
+        }
+        CHECK_EQ_INT(kurz_clicks_detach(c, 0, &k), 0);
+        CHECK(k != NULL);
+        CHECK_EQ_INT(kurz_clicks_taken_count(k), 1000);
+        /* The thread counts on meanwhile, into an empty table. */
+        CHECK_EQ_INT(kurz_clicks_add(c, 0, KURZ_STR_LIT("after"), t), 0);
+        while ((n = kurz_clicks_next(k, &pos, buf, 7)) > 0) {
+                CHECK(n <= 7);
+                for (size_t i = 0; i < n; i++) {
+                        CHECK_EQ_INT(buf[i].count, 5);
+                        CHECK_EQ_INT(buf[i].day, 19000);
+                        total += buf[i].count;
+                }
+                seen += n;
+        }
+        CHECK_EQ_INT(seen, 1000);
+        CHECK_EQ_INT(total, 5000);
+        CHECK_EQ_INT(kurz_clicks_next(k, &pos, buf, 7), 0);
+        kurz_clicks_taken_free(k);
+        kurz_clicks_taken_free(NULL);
+        CHECK_EQ_INT(kurz_clicks_take(c, 0, &out), 1);
+        CHECK_EQ_STR(out[0].code, "after");
+        free(out);
+        CHECK_EQ_INT(kurz_clicks_detach(c, 1, &k), -EINVAL);
+        kurz_clicks_free(c);
+}
+
 int main(void)
 {
         RUN(test_aggregate);
         RUN(test_growth);
         RUN(test_threads);
+        RUN(test_detach);
         TEST_END("clicks");
 }
