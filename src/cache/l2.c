@@ -643,6 +643,9 @@ void kurz_l2_free(struct kurz_l2 *l2)
         pthread_mutex_unlock(&l2->mu);
         if (l2->started)
                 pthread_join(l2->thread, NULL);
+        /* The subscriber calls on_message(l2): it stops before l2 goes. */
+        if (l2->on_inval)
+                kurz_redis_unsubscribe(l2->redis);
         free_list(l2->head);
         free_list(l2->retry);
         kurz_buf_free(&l2->publish);

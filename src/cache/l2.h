@@ -48,8 +48,9 @@ int kurz_l2_parse_tiers(const char *s, struct kurz_l2_tier *tiers, size_t cap);
 /* Starts the cache thread. Returns 0 and *out (free with kurz_l2_free()),
  * -EINVAL for bad hot_ttls, -ENOMEM, or a negative errno. */
 int kurz_l2_new(const struct kurz_l2_config *cfg, struct kurz_l2 **out);
-/* Stops the thread (queued work is dropped: L2 is a cache) and frees l2.
- * NULL is a no-op. */
+/* Stops the thread (queued work is dropped: L2 is a cache) and the
+ * subscription (no callback runs after it returns), then frees l2. NULL is a
+ * no-op. */
 void kurz_l2_free(struct kurz_l2 *l2);
 
 /* Looks code up. Returns 0 on a hit (out->url malloc'ed: caller frees; only

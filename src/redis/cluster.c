@@ -376,13 +376,19 @@ out_close:
         return rc;
 }
 
+void kurz_redis_unsubscribe(struct kurz_redis *r)
+{
+        atomic_store(&r->sub_stop, true);
+        if (r->subscriber_started)
+                pthread_join(r->subscriber, NULL);
+        r->subscriber_started = false;
+}
+
 void kurz_redis_close(struct kurz_redis *r)
 {
         if (!r)
                 return;
-        atomic_store(&r->sub_stop, true);
-        if (r->subscriber_started)
-                pthread_join(r->subscriber, NULL);
+        kurz_redis_unsubscribe(r);
         pthread_mutex_lock(&r->mu);
         r->stopping = true;
         pthread_cond_broadcast(&r->wake);

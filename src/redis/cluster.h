@@ -61,6 +61,9 @@ typedef void (*kurz_redis_message_fn)(void *arg, const char *msg, size_t len);
  * Returns 0, -EBUSY when one runs, or a negative errno. */
 int kurz_redis_subscribe(struct kurz_redis *r, const char *channel, kurz_redis_message_fn fn,
                          void *arg);
+/* Stops the subscriber thread and waits for it: no callback runs after
+ * this returns. Not thread-safe against kurz_redis_subscribe. */
+void kurz_redis_unsubscribe(struct kurz_redis *r);
 /* True while the subscriber holds a confirmed subscription. */
 bool kurz_redis_subscribed(struct kurz_redis *r);
 
