@@ -2,6 +2,7 @@
  * (/health/create, /health/lookup, asked on the blocking pool) and the
  * Prometheus exposition (/metrics). */
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,33 @@ void kurz_api_health(struct kurz_service *s, struct kurz_http_exchange *x, bool 
 /* The standard process_* metrics of Prometheus client libraries, from
  * /proc (Linux): CPU time, resident memory, open and allowed descriptors,
  * start time. A value that cannot be read is left out. */
+/* /proc/self/fd, opened once and rewound for each count, so serving
+ * /metrics never closes a descriptor whose number another thread may have
+ * just used (ThreadSanitizer reported exactly that for closedir, as a race
+ * with the other thread's earlier use of the number). Guarded by the mutex:
+ * several loops may serve /metrics at once. Never closed. */
+static pthread_mutex_t fd_dir_mu = PTHREAD_MUTEX_INITIALIZER;
+static DIR *fd_dir;
+
+/* Open descriptors of this process, or -1. */
+static long count_fds(void)
+{
+        long n = -1;
+
+        pthread_mutex_lock(&fd_dir_mu);
+        if (!fd_dir)
+                fd_dir = opendir("/proc/self/fd");
+        if (fd_dir) {
+                n = 0;
+                rewinddir(fd_dir);
+                while (readdir(fd_dir))
+                        n++;
+                n = n > 3 ? n - 3 : 0; /* ".", ".." and fd_dir's own */
+        }
+        pthread_mutex_unlock(&fd_dir_mu);
+        return n;
+}
+
 static int process_metrics(struct kurz_buf *b)
 {
         long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
@@ -72,9 +100,8 @@ static int process_metrics(struct kurz_buf *b)
         unsigned long vsize;
         long rss, btime = 0;
         char line[1024], *p;
-        size_t fds = 0;
+        long fds;
         FILE *f;
-        DIR *d;
         int rc = 0;
 
         f = fopen("/proc/stat", "r");
@@ -111,15 +138,10 @@ static int process_metrics(struct kurz_buf *b)
                                                  "seconds.",
                                                  (double)btime + (double)start / (double)tick);
         }
-        d = opendir("/proc/self/fd");
-        if (d) {
-                while (readdir(d))
-                        fds++;
-                closedir(d);
-                /* minus ".", ".." and the descriptor of d itself */
+        fds = count_fds();
+        if (fds >= 0)
                 rc |= kurz_metrics_gauge(b, "process_open_fds", "Number of open file descriptors.",
-                                         (double)(fds > 3 ? fds - 3 : 0));
-        }
+                                         (double)fds);
         rc |= kurz_metrics_gauge(b, "process_max_fds", "Maximum number of open file descriptors.",
                                  (double)sysconf(_SC_OPEN_MAX));
         return rc;
