@@ -212,6 +212,8 @@ static void refuse(struct kurz_http__loop *lp, int fd)
         char buf[512];
         int n;
 
+        /* Counted first: whoever sees the close also sees the count. */
+        kurz_http__event(lp, 503);
         n = snprintf(buf, sizeof(buf),
                      "HTTP/1.1 503 Service Unavailable\r\n%.*sContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
@@ -219,7 +221,6 @@ static void refuse(struct kurz_http__loop *lp, int fd)
         if (n > 0 && (size_t)n < sizeof(buf))
                 (void)!send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
         close(fd);
-        kurz_http__event(lp, 503);
 }
 
 static void on_listen_readable(uv_poll_t *h, int status, int events);
