@@ -557,6 +557,7 @@ static int service_open(struct kurz_service *s, const struct kurz_config *cfg)
         hc.header_timeout_ms = (unsigned)cfg->header_timeout_ms;
         hc.idle_timeout_ms = (unsigned)cfg->idle_timeout_ms;
         hc.max_offload = cfg->max_inflight_reads;
+        hc.batch_wait_us = cfg->batch_wait_us;
         hc.on_request = on_request;
         hc.on_event = on_event;
         hc.app = s;

@@ -90,6 +90,10 @@ static const struct opt opts[] = {
      S(max_inflight_reads),
      "store reads waiting or running per event-loop thread; beyond it a lookup that misses "
      "the cache gets a fast 503 (default 256)"},
+    {"batch-wait-us", "KURZ_BATCH_WAIT_US", OPT_UINT, F(batch_wait_us), S(batch_wait_us),
+     "microseconds an event-loop thread that has just served a few requests waits before "
+     "polling again, so that requests arriving meanwhile cost one wake-up together; each "
+     "waits at most this long (default 50, 0 = off, at most 1000)"},
     {"log-level", "KURZ_LOG_LEVEL", OPT_STR, F(log_level), S(log_level),
      "debug, info, warn or error (default info)"},
     {"database", "KURZ_DATABASE", OPT_STR, F(database), S(database),
@@ -159,6 +163,7 @@ void kurz_config_defaults(struct kurz_config *c)
         c->idle_timeout_ms = 60000;
         c->shutdown_grace_ms = 8000;
         c->store_threads = 4;
+        c->batch_wait_us = 50;
         c->max_inflight_reads = 256;
         strcpy(c->log_level, "info");
         c->db_pool_max = 50;
@@ -346,6 +351,10 @@ static int check(struct kurz_config *c, FILE *err)
             c->db_connect_timeout_ms == 0 || c->replica_check_interval_ms == 0) {
                 fprintf(err, "kurz: --db-pool-max must be positive and at least "
                              "--db-pool-min-idle; timeouts and intervals positive\n");
+                return -EINVAL;
+        }
+        if (c->batch_wait_us > 1000) { /* KURZ_HTTP_BATCH_WAIT_MAX_US */
+                fprintf(err, "kurz: --batch-wait-us must be at most 1000\n");
                 return -EINVAL;
         }
         if (c->store_threads == 0 || c->store_threads > 128) {

@@ -50,6 +50,7 @@ struct kurz_config {
         uint64_t shutdown_grace_ms;
         unsigned store_threads;      /* blocking-work pool size */
         unsigned max_inflight_reads; /* store reads in flight per loop before 503s */
+        unsigned batch_wait_us;      /* event-loop batching wait, 0 = off */
         char log_level[16];
         /* PostgreSQL backend (store/pg.h): used when database or shards is set. */
         char database[1024];  /* postgres:// URL of the primary */

@@ -1415,6 +1415,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                 conn_close(c);
                 return;
         }
+        lp->reads++;
         c->roff = 0;
         c->rlen = (size_t)n;
         c->read_ns = kurz_http_now_ns();

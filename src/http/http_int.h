@@ -87,6 +87,7 @@ struct kurz_http__loop {
         size_t date_len;
         time_t date_sec;
 
+        unsigned reads; /* reads since the last uv_prepare (poll coalescing) */
         bool online; /* QSBR reader online */
         bool stopping, forced, finished;
         uint64_t stop_deadline;

@@ -71,6 +71,8 @@ typedef void (*kurz_http_request_fn)(void *app, struct kurz_http_exchange *x);
  * the connection was closed without a response. May be NULL. */
 typedef void (*kurz_http_event_fn)(void *app, unsigned thread, int status);
 
+#define KURZ_HTTP_BATCH_WAIT_MAX_US 1000u
+
 struct kurz_http_config {
         const char *host;           /* listen address, e.g. "0.0.0.0" or "::" */
         unsigned port;              /* 0 picks a free port (see kurz_http_server_port) */
@@ -86,6 +88,11 @@ struct kurz_http_config {
         size_t max_output; /* bytes queued to a slow reader before reading stops, default 256 KiB */
         unsigned max_offload; /* kurz_http_offload()s in flight per loop thread before it
                                * refuses more with -EBUSY (load shedding), default 256 */
+        unsigned batch_wait_us; /* default 0 = off: a loop thread that has just served a
+                                 * few reads sleeps this long before it polls again, so
+                                 * the requests arriving meanwhile take one wake-up
+                                 * instead of one each (they wait at most this long);
+                                 * at most KURZ_HTTP_BATCH_WAIT_MAX_US */
         kurz_http_request_fn on_request;
         kurz_http_event_fn on_event;
         void *app;

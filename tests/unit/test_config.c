@@ -26,6 +26,7 @@ static void test_defaults(void)
         CHECK_EQ_INT(c.max_body, 65536);
         CHECK_EQ_INT(c.header_timeout_ms, 10000);
         CHECK_EQ_INT(c.idle_timeout_ms, 60000);
+        CHECK_EQ_INT(c.batch_wait_us, 50);
         CHECK(c.threads >= 1);
 }
 
@@ -112,6 +113,7 @@ static void test_refusals(void)
             {"serve", "--listen", "h:70000"}, {"serve", "--codes", "uuid"},
             {"serve", "--worker-id", "1024"}, {"serve", "--l1-ttl", "soon"},
             {"serve", "--max-body", "-5"},    {"serve", "stray", "arg"},
+            {"serve", "--batch-wait-us", "1001"},
         };
         FILE *err = devnull();
 
