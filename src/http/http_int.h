@@ -88,7 +88,7 @@ struct kurz_http__loop {
         time_t date_sec;
 
         unsigned reads; /* reads since the last uv_prepare (poll coalescing) */
-        bool online; /* QSBR reader online */
+        bool online;    /* QSBR reader online */
         bool stopping, forced, finished;
         uint64_t stop_deadline;
         pthread_t thread;

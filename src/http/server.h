@@ -86,8 +86,8 @@ struct kurz_http_config {
         unsigned idle_timeout_ms;   /* default 60000: idle keep-alive connections */
         unsigned max_pipeline; /* responses queued per read before parsing pauses, default 128 */
         size_t max_output; /* bytes queued to a slow reader before reading stops, default 256 KiB */
-        unsigned max_offload; /* kurz_http_offload()s in flight per loop thread before it
-                               * refuses more with -EBUSY (load shedding), default 256 */
+        unsigned max_offload;   /* kurz_http_offload()s in flight per loop thread before it
+                                 * refuses more with -EBUSY (load shedding), default 256 */
         unsigned batch_wait_us; /* default 0 = off: a loop thread that has just served a
                                  * few reads sleeps this long before it polls again, so
                                  * the requests arriving meanwhile take one wake-up

@@ -108,11 +108,16 @@ static void test_env_and_flag_precedence(void)
 static void test_refusals(void)
 {
         static char *bad[][3] = {
-            {"serve", "--nope", "1"},         {"serve", "--threads", "0"},
-            {"serve", "--threads", "x"},      {"serve", "--listen", "nocolon"},
-            {"serve", "--listen", "h:70000"}, {"serve", "--codes", "uuid"},
-            {"serve", "--worker-id", "1024"}, {"serve", "--l1-ttl", "soon"},
-            {"serve", "--max-body", "-5"},    {"serve", "stray", "arg"},
+            {"serve", "--nope", "1"},
+            {"serve", "--threads", "0"},
+            {"serve", "--threads", "x"},
+            {"serve", "--listen", "nocolon"},
+            {"serve", "--listen", "h:70000"},
+            {"serve", "--codes", "uuid"},
+            {"serve", "--worker-id", "1024"},
+            {"serve", "--l1-ttl", "soon"},
+            {"serve", "--max-body", "-5"},
+            {"serve", "stray", "arg"},
             {"serve", "--batch-wait-us", "1001"},
         };
         FILE *err = devnull();
