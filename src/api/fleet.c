@@ -144,7 +144,12 @@ int kurz_api_fleet_read(struct kurz_service *s, const char *code, size_t len, st
         if (s->l2 && kurz_l2_get(s->l2, code, len, out) == 0)
                 return 0;
         kurz_metrics_add(s->metrics, KURZ_METRICS_SHARED, KURZ_C_STORE_READ, 1);
-        rc = s->store->ops->lookup(s->store, code, len, out);
+        /* L2's lifetime depends on the link's clicks; without L2 the
+         * redirect needs none of the totals. */
+        if (!s->l2 && s->store->ops->lookup_target)
+                rc = s->store->ops->lookup_target(s->store, code, len, out);
+        else
+                rc = s->store->ops->lookup(s->store, code, len, out);
         if (rc == 0 && s->l2 && (!out->expires_at || out->expires_at > kurz_api_now_s()))
                 kurz_l2_put_async(s->l2, code, len, out->url, out->url_len, out->expires_at,
                                   out->clicks, t0);

@@ -50,6 +50,7 @@ enum stmt_id {
         ST_LEASE_FLOOR,
         ST_KEY_ADD,
         ST_LOOKUP,
+        ST_LOOKUP_TARGET,
         ST_KEY_CHECK,
         ST_LIST,
         ST_COUNT_TOTAL,
@@ -121,6 +122,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                    " ON CONFLICT(hash) DO UPDATE SET name = excluded.name",
     [ST_LOOKUP] = "SELECT url, created_at, expires_at, " CLICKS_OF("l") ", " LAST_OF(
         "l") " FROM links l WHERE code = ?1",
+    /* A cold redirect's read: no totals (two index reads of clicks_daily). */
+    [ST_LOOKUP_TARGET] = "SELECT url, created_at, expires_at FROM links WHERE code = ?1",
     [ST_KEY_CHECK] = "SELECT 1 FROM api_keys WHERE hash = ?1",
     [ST_LIST] = "SELECT code, url, created_at, expires_at, " CLICKS_OF("l") ", " LAST_OF(
         "l") " FROM links l WHERE code > ?1 ORDER BY code LIMIT ?2",
@@ -713,8 +716,10 @@ static void reader_put(struct kurz_sqlite *s, struct conn *c)
         pthread_mutex_unlock(&s->mu);
 }
 
-static int sq_lookup(struct kurz_store *store, const char *code, size_t code_len,
-                     struct kurz_link *out)
+/* Reads code with statement id: ST_LOOKUP (with the click totals) or
+ * ST_LOOKUP_TARGET (without: they stay 0). */
+static int lookup_with(struct kurz_store *store, enum stmt_id id, const char *code, size_t code_len,
+                       struct kurz_link *out)
 {
         struct kurz_sqlite *s = to_sqlite(store);
         struct conn *c;
@@ -726,7 +731,7 @@ static int sq_lookup(struct kurz_store *store, const char *code, size_t code_len
         rc = reader_get(s, &c);
         if (rc < 0)
                 return rc;
-        st = c->st[ST_LOOKUP];
+        st = c->st[id];
         sqlite3_bind_text(st, 1, code, (int)code_len, SQLITE_STATIC);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
@@ -746,8 +751,8 @@ static int sq_lookup(struct kurz_store *store, const char *code, size_t code_len
                 out->code[code_len] = '\0';
                 out->created_at = sqlite3_column_int64(st, 1);
                 out->expires_at = sqlite3_column_int64(st, 2);
-                out->clicks = sqlite3_column_int64(st, 3);
-                out->last_access = sqlite3_column_int64(st, 4);
+                out->clicks = id == ST_LOOKUP ? sqlite3_column_int64(st, 3) : 0;
+                out->last_access = id == ST_LOOKUP ? sqlite3_column_int64(st, 4) : 0;
                 rc = 0;
         } else if (rc == SQLITE_DONE) {
                 rc = KURZ_E_NOTFOUND;
@@ -758,6 +763,18 @@ out_reset:
         sqlite3_reset(st);
         reader_put(s, c);
         return rc;
+}
+
+static int sq_lookup(struct kurz_store *store, const char *code, size_t code_len,
+                     struct kurz_link *out)
+{
+        return lookup_with(store, ST_LOOKUP, code, code_len, out);
+}
+
+static int sq_lookup_target(struct kurz_store *store, const char *code, size_t code_len,
+                            struct kurz_link *out)
+{
+        return lookup_with(store, ST_LOOKUP_TARGET, code, code_len, out);
 }
 
 static void item_fail(struct kurz_create *it, int err)
@@ -1572,6 +1589,7 @@ static void sq_close(struct kurz_store *store)
 
 static const struct kurz_store_ops sqlite_ops = {
     .lookup = sq_lookup,
+    .lookup_target = sq_lookup_target,
     .create_batch = sq_create_batch,
     .remove = sq_remove,
     .add_clicks = sq_add_clicks,

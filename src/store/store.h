@@ -104,6 +104,12 @@ struct kurz_store_ops {
          * failure. Thread-safe. */
         int (*lookup)(struct kurz_store *s, const char *code, size_t code_len,
                       struct kurz_link *out);
+        /* As lookup, but only what a redirect needs: out->clicks and
+         * out->last_access are left 0 (the totals cost index reads of the
+         * click rollup). NULL when the store has no cheaper read: callers
+         * use lookup. Thread-safe. */
+        int (*lookup_target)(struct kurz_store *s, const char *code, size_t code_len,
+                             struct kurz_link *out);
         /* Creates n links in ONE transaction and returns only after it is
          * durably committed. Each item gets its own status. A whole-batch
          * failure (commit failed, disk full) returns a negative error and marks

@@ -119,6 +119,49 @@ static void test_link_windows(void)
         s->ops->close(s);
 }
 
+/* A flush adds to the day's existing row (first and last click kept);
+ * lookup returns the totals, lookup_target (a redirect's read) only the
+ * target. */
+static void test_clicks_add_up_and_lookups(void)
+{
+        char dir[256], a[KURZ_CODE_MAX + 1];
+        struct kurz_link_stats st;
+        struct kurz_link l;
+        struct kurz_store *s;
+
+        new_dir(dir, sizeof(dir));
+        s = open_store(dir);
+        create(s, "https://example.com/sum", 5000000000, a);
+        click(s, a, TODAY, 2, (int64_t)TODAY * 86400 + 500);
+        click(s, a, TODAY, 3, (int64_t)TODAY * 86400 + 100);
+        click(s, a, TODAY, 1, (int64_t)TODAY * 86400 + 900);
+        CHECK_EQ_INT(s->ops->stats_link(s, a, strlen(a), TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, 6);
+        CHECK_EQ_INT(st.clicks_today, 6);
+        CHECK_EQ_INT(st.ndays, 1);
+        CHECK_EQ_INT(st.first_click, (int64_t)TODAY * 86400 + 100);
+        CHECK_EQ_INT(st.last_click, (int64_t)TODAY * 86400 + 900);
+        free(st.timeline);
+
+        CHECK_EQ_INT(s->ops->lookup(s, a, strlen(a), &l), 0);
+        CHECK_EQ_STR(l.url, "https://example.com/sum");
+        CHECK_EQ_INT(l.clicks, 6);
+        CHECK_EQ_INT(l.last_access, (int64_t)TODAY * 86400 + 900);
+        free(l.url);
+        CHECK(s->ops->lookup_target != NULL);
+        memset(&l, 0x55, sizeof(l));
+        CHECK_EQ_INT(s->ops->lookup_target(s, a, strlen(a), &l), 0);
+        CHECK_EQ_STR(l.url, "https://example.com/sum");
+        CHECK_EQ_STR(l.code, a);
+        CHECK_EQ_INT(l.created_at, 1000);
+        CHECK_EQ_INT(l.expires_at, 5000000000);
+        CHECK_EQ_INT(l.clicks, 0);
+        CHECK_EQ_INT(l.last_access, 0);
+        free(l.url);
+        CHECK_EQ_INT(s->ops->lookup_target(s, "nope", 4, &l), KURZ_E_NOTFOUND);
+        s->ops->close(s);
+}
+
 static void test_platform_counters(void)
 {
         char dir[256], a[KURZ_CODE_MAX + 1], b[KURZ_CODE_MAX + 1], c[KURZ_CODE_MAX + 1];
@@ -276,6 +319,7 @@ int main(void)
                 return 1;
         }
         RUN(test_link_windows);
+        RUN(test_clicks_add_up_and_lookups);
         RUN(test_platform_counters);
         RUN(test_migration_initialises);
         RUN(test_migration_3_keeps_totals);
