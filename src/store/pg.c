@@ -378,17 +378,25 @@ static void ignore_notice(void *arg, const char *msg)
  * - jit off: kurz's statements are short, and a JIT compilation (triggered
  *   by the cost estimate of a batch on a large table) costs tens of
  *   milliseconds each time (measured: LLVM code generation in every batch).
- * Writes them and the URL's own options after them into out. */
-static void session_options(const char *url, char *out, size_t cap)
+ * Returns them followed by the URL's own options (which win where they
+ * overlap), malloc'ed, or NULL when out of memory. */
+static char *session_options(const char *url)
 {
+        static const char ours[] = "-c enable_seqscan=off -c jit=off";
         PQconninfoOption *opts = PQconninfoParse(url, NULL);
         const char *mine = "";
+        char *out;
+        size_t n;
 
         for (PQconninfoOption *o = opts; o && o->keyword; o++)
                 if (strcmp(o->keyword, "options") == 0 && o->val)
                         mine = o->val;
-        snprintf(out, cap, "-c enable_seqscan=off -c jit=off%s%s", *mine ? " " : "", mine);
+        n = sizeof(ours) + 1 + strlen(mine);
+        out = malloc(n);
+        if (out)
+                snprintf(out, n, "%s%s%s", ours, *mine ? " " : "", mine);
         PQconninfoFree(opts);
+        return out;
 }
 
 /* Opens a connection to url, giving up at deadline. The URL's own settings
@@ -398,14 +406,18 @@ static PGconn *pq_connect(const char *url, int64_t deadline, char *why, size_t w
 {
         static const char *const kw[] = {"dbname", "connect_timeout", "application_name", "options",
                                          NULL};
-        char options[1024];
+        char *options = session_options(url);
         const char *const vals[] = {url, "2", "kurz", options, NULL};
         PostgresPollingStatusType st = PGRES_POLLING_WRITING;
         PGconn *c;
 
         why[0] = '\0';
-        session_options(url, options, sizeof(options));
-        c = PQconnectStartParams(kw, vals, 1);
+        if (!options) {
+                snprintf(why, whycap, "out of memory");
+                return NULL;
+        }
+        c = PQconnectStartParams(kw, vals, 1); /* copies the values */
+        free(options);
         if (!c) {
                 snprintf(why, whycap, "out of memory");
                 return NULL;

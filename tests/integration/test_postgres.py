@@ -305,3 +305,12 @@ def test_two_shards_fail_independently(sharded, kurz):
     while get(s.port, "/" + c).status != 302:
         assert time.monotonic() < deadline, "shard s1 did not come back"
         time.sleep(0.2)
+
+
+def test_the_database_urls_own_options_reach_every_session(cluster, kurz):
+    """kurz adds its own session settings (enable_seqscan and jit off,
+    docs/POSTGRES.md) to the URL's "options"; the URL's own still apply."""
+    url = cluster.env["KURZ_DATABASE"]
+    url += ("&" if "?" in url else "?") + "options=-c%20default_transaction_read_only%3Don"
+    rc, out, err = kurz.run_expect_exit(["--database", url] + FAST)
+    assert rc != 0 and "read-only transaction" in out + err, (rc, out, err)
