@@ -409,6 +409,10 @@ static void *loop_main(void *arg)
         const struct kurz_http_config *cfg = &lp->srv->cfg;
         unsigned iv = cfg->header_timeout_ms < cfg->idle_timeout_ms ? cfg->header_timeout_ms
                                                                     : cfg->idle_timeout_ms;
+        char name[16];
+
+        snprintf(name, sizeof(name), "kurz-http%u", lp->idx); /* top -H, perf, make bench */
+        pthread_setname_np(pthread_self(), name);
 
         iv /= 4;
         if (iv < 10)

