@@ -15,7 +15,6 @@
 #include "util/hash.h"
 
 #define CLICKS_MIN_SLOTS 16
-#define SHRINK_FACTOR    16 /* a table this many times its initial size shrinks on take */
 
 struct slot {
         uint64_t hash;
@@ -248,35 +247,6 @@ void kurz_clicks_taken_free(struct kurz_clicks_taken *k)
                 return;
         free(k->slots);
         free(k);
-}
-
-int kurz_clicks_take(struct kurz_clicks *c, unsigned thread, struct kurz_click **out)
-{
-        struct kurz_clicks_taken *k;
-        struct kurz_click *arr;
-        size_t pos = 0, n;
-        int rc;
-
-        *out = NULL;
-        if (thread >= c->threads)
-                return -EINVAL;
-        n = c->tables[thread].used;
-        if (n == 0)
-                return 0;
-        if (n > INT32_MAX)
-                return -EOVERFLOW; /* cannot be returned as an int count */
-        arr = malloc(sizeof(*arr) * n);
-        if (!arr)
-                return -ENOMEM; /* the counts stay for the next take */
-        rc = kurz_clicks_detach(c, thread, &k);
-        if (rc < 0) {
-                free(arr);
-                return rc;
-        }
-        n = kurz_clicks_next(k, &pos, arr, n);
-        kurz_clicks_taken_free(k);
-        *out = arr;
-        return (int)n;
 }
 
 uint64_t kurz_clicks_dropped(struct kurz_clicks *c)

@@ -40,10 +40,6 @@ size_t kurz_clicks_next(const struct kurz_clicks_taken *k, size_t *pos, struct k
 /* Frees k (NULL is a no-op). */
 void kurz_clicks_taken_free(struct kurz_clicks_taken *k);
 
-/* detach + next into a malloc'ed array (*out, caller frees with free()).
- * Same thread rule as detach. Returns the count, or -ENOMEM (counts kept). */
-int kurz_clicks_take(struct kurz_clicks *c, unsigned thread, struct kurz_click **out);
-
 /* Clicks lost to allocation failure since start. Thread-safe. */
 uint64_t kurz_clicks_dropped(struct kurz_clicks *c);
 #endif

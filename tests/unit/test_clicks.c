@@ -1,7 +1,7 @@
 /* tests/unit/test_clicks.c - per-thread click counters: aggregates per
- * (code, day) with the latest access, take() hands over everything once and
- * empties the table, growth keeps every count, threads never mix, detach()
- * hands a whole table over in chunks. */
+ * (code, day) with the latest access, detaching hands everything over once
+ * and leaves an empty table, growth keeps every count, threads never mix, a
+ * detached table is read back in chunks. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -12,6 +12,25 @@
 #include "test.h"
 
 #define DAY 86400
+
+/* Detaches thread's counts into a malloc'ed array (*out, NULL when none):
+ * returns their number or a negative errno. */
+static int take(struct kurz_clicks *c, unsigned thread, struct kurz_click **out)
+{
+        struct kurz_clicks_taken *k;
+        size_t pos = 0, n;
+        int rc = kurz_clicks_detach(c, thread, &k);
+
+        *out = NULL;
+        if (rc < 0 || !k)
+                return rc;
+        n = kurz_clicks_taken_count(k);
+        *out = malloc(n * sizeof(**out));
+        CHECK(*out != NULL);
+        n = kurz_clicks_next(k, &pos, *out, n);
+        kurz_clicks_taken_free(k);
+        return (int)n;
+}
 
 static const struct kurz_click *find(const struct kurz_click *a, int n, const char *code,
                                      int32_t day)
@@ -38,7 +57,7 @@ static void test_aggregate(void)
         CHECK_EQ_INT(kurz_clicks_add(c, 0, KURZ_STR_LIT("xyz"), t + DAY - 1), 0);
         CHECK_EQ_INT(kurz_clicks_add(c, 1, KURZ_STR_LIT("abc"), t + 300), 0);
 
-        n = kurz_clicks_take(c, 0, &out);
+        n = take(c, 0, &out);
         CHECK_EQ_INT(n, 3);
         k = find(out, n, "abc", 19000);
         CHECK(k && k->count == 3 && k->last_access == t + 200);
@@ -49,23 +68,23 @@ static void test_aggregate(void)
         free(out);
 
         /* Taken means gone; the other thread's table is untouched. */
-        CHECK_EQ_INT(kurz_clicks_take(c, 0, &out), 0);
+        CHECK_EQ_INT(take(c, 0, &out), 0);
         free(out);
-        n = kurz_clicks_take(c, 1, &out);
+        n = take(c, 1, &out);
         CHECK_EQ_INT(n, 1);
         CHECK(n == 1 && out[0].count == 1 && out[0].last_access == t + 300);
         free(out);
 
         /* Counting starts again from zero. */
         CHECK_EQ_INT(kurz_clicks_add(c, 0, KURZ_STR_LIT("abc"), t + 400), 0);
-        n = kurz_clicks_take(c, 0, &out);
+        n = take(c, 0, &out);
         CHECK_EQ_INT(n, 1);
         CHECK(n == 1 && out[0].count == 1);
         free(out);
 
         /* Before 1970 the day rounds down. */
         CHECK_EQ_INT(kurz_clicks_add(c, 0, KURZ_STR_LIT("old"), -1), 0);
-        n = kurz_clicks_take(c, 0, &out);
+        n = take(c, 0, &out);
         CHECK(n == 1 && out[0].day == -1);
         free(out);
 
@@ -99,7 +118,7 @@ static void test_growth(void)
                                                              (int64_t)(j % 2) * DAY + i),
                                              0);
                 }
-                n = kurz_clicks_take(c, 0, &out);
+                n = take(c, 0, &out);
                 CHECK(n > CODES);
                 for (int i = 0; i < CODES && n > 0; i++) {
                         const struct kurz_click *d0, *d1;
@@ -115,7 +134,7 @@ static void test_growth(void)
                 CHECK(ok);
                 free(out);
                 /* The big table went back to its small size: still works. */
-                CHECK_EQ_INT(kurz_clicks_take(c, 0, &out), 0);
+                CHECK_EQ_INT(take(c, 0, &out), 0);
         }
         kurz_clicks_free(c);
 }
@@ -150,7 +169,7 @@ static void test_threads(void)
                 char prefix[8];
 
                 snprintf(prefix, sizeof(prefix), "t%u-", i);
-                n = kurz_clicks_take(shared, i, &out);
+                n = take(shared, i, &out);
                 CHECK_EQ_INT(n, 100);
                 total = 0;
                 for (int j = 0; j < n; j++) {
@@ -201,7 +220,7 @@ static void test_detach(void)
         CHECK_EQ_INT(kurz_clicks_next(k, &pos, buf, 7), 0);
         kurz_clicks_taken_free(k);
         kurz_clicks_taken_free(NULL);
-        CHECK_EQ_INT(kurz_clicks_take(c, 0, &out), 1);
+        CHECK_EQ_INT(take(c, 0, &out), 1);
         CHECK_EQ_STR(out[0].code, "after");
         free(out);
         CHECK_EQ_INT(kurz_clicks_detach(c, 1, &k), -EINVAL);
