@@ -63,9 +63,6 @@ void kurz_api_health(struct kurz_service *s, struct kurz_http_exchange *x, bool 
         }
 }
 
-/* The standard process_* metrics of Prometheus client libraries, from
- * /proc (Linux): CPU time, resident memory, open and allowed descriptors,
- * start time. A value that cannot be read is left out. */
 /* /proc/self/fd, opened once and rewound for each count, so serving
  * /metrics never closes a descriptor whose number another thread may have
  * just used (ThreadSanitizer reported exactly that for closedir, as a race
@@ -93,6 +90,9 @@ static long count_fds(void)
         return n;
 }
 
+/* The standard process_* metrics of Prometheus client libraries, from
+ * /proc (Linux): CPU time, resident memory, open and allowed descriptors,
+ * start time. A value that cannot be read is left out. */
 static int process_metrics(struct kurz_buf *b)
 {
         long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
