@@ -226,24 +226,21 @@ struct flush_job {
         size_t n;
 };
 
-/* Writer thread: the table detached on the loop becomes one batch here. */
+/* Writer thread: the table detached on the loop becomes one batch here
+ * (one transaction); out of memory, batches of 64 from the stack instead. */
 static int flush_fn(struct kurz_store *st, void *arg)
 {
         struct flush_job *j = arg;
-        struct kurz_click *arr = malloc(j->n * sizeof(*arr));
         struct kurz_click small[64];
+        struct kurz_click *arr = malloc(j->n * sizeof(*arr));
+        struct kurz_click *buf = arr ? arr : small;
+        size_t cap = arr ? j->n : sizeof(small) / sizeof(small[0]);
         size_t pos = 0, k;
         int rc = 0;
 
-        if (arr) {
-                k = kurz_clicks_next(j->taken, &pos, arr, j->n);
-                rc = st->ops->add_clicks(st, arr, k);
-                free(arr);
-                return rc;
-        }
-        /* Out of memory: in small transactions. */
-        while (rc == 0 && (k = kurz_clicks_next(j->taken, &pos, small, 64)) > 0)
-                rc = st->ops->add_clicks(st, small, k);
+        while (rc == 0 && (k = kurz_clicks_next(j->taken, &pos, buf, cap)) > 0)
+                rc = st->ops->add_clicks(st, buf, k);
+        free(arr);
         return rc;
 }
 
