@@ -5,10 +5,16 @@
  *
  * Layout. The cache is split into up to 64 shards (chosen by the top bits of a
  * keyed SipHash of the code, so clients cannot aim their codes at one probe
- * chain). A shard holds at most `cap` entries in a power-of-two table of at
- * least 2 * cap slots (load <= 0.5) with linear probing. A slot is NULL (end of
- * a probe chain), the tombstone TOMB (a deleted entry: probes continue past
- * it), or an entry.
+ * chain), each a power-of-two table of at least 2 * (max_entries / shards)
+ * slots with linear probing. A slot is NULL (end of a probe chain), the
+ * tombstone TOMB (a deleted entry: probes continue past it), or an entry.
+ *
+ * The bound is global: a put that finds max_entries live entries in the whole
+ * cache evicts in its own shard first, so the cache holds max_entries however
+ * unevenly the codes spread over the shards (with per-shard caps it held a few
+ * % fewer). A shard may hold up to 1/8 more than its even share (cap; load
+ * then <= 0.5625), far above the random imbalance of shards of >= 64 entries;
+ * beyond cap it evicts in itself whatever the total.
  *
  * Readers load the table and the slots with acquire, so they see an entry's
  * bytes as its writer initialised them; entries never change after they are
@@ -65,7 +71,7 @@ struct shard {
         alignas(64) pthread_mutex_t lock; /* writers only */
         _Atomic uint64_t seq;             /* bumped by every invalidation */
         _Atomic(struct table *) tab;
-        size_t cap;   /* most live entries */
+        size_t cap;   /* most live entries in this shard: the even share + 1/8 */
         size_t tombs; /* under lock */
         size_t hand;  /* CLOCK hand, under lock */
         unsigned retires;
@@ -79,6 +85,12 @@ struct kurz_l1 {
         unsigned ttl_ms;
         unsigned negative_ttl_ms;
         unsigned nshards; /* 0 when the cache is disabled */
+        size_t max_entries;
+        /* Live entries in all shards. Each shard's writers change it under
+         * that shard's lock, so writers of different shards can together
+         * overshoot max_entries by one each for a while; the next puts
+         * evict it back. */
+        _Atomic size_t total;
         uint8_t key[16];
         struct shard *shards;
 };
@@ -138,6 +150,8 @@ struct kurz_l1 *kurz_l1_new(const struct kurz_l1_config *cfg)
         c->qsbr = cfg->qsbr;
         c->ttl_ms = cfg->ttl_ms;
         c->negative_ttl_ms = cfg->negative_ttl_ms;
+        c->max_entries = cfg->max_entries;
+        atomic_init(&c->total, 0);
         kurz_hash_random_key(c->key);
         if (cfg->max_entries == 0)
                 return c; /* disabled: every get misses, puts do nothing */
@@ -150,12 +164,11 @@ struct kurz_l1 *kurz_l1_new(const struct kurz_l1_config *cfg)
                 goto out_free_c;
         for (i = 0; i < n; i++) {
                 struct shard *s = &c->shards[i];
-                size_t nslots = 8;
+                size_t nslots = 8, share = cfg->max_entries / n + 1;
                 struct table *t;
 
-                /* Spread max_entries exactly: the first shards take the rest. */
-                s->cap = cfg->max_entries / n + (i < cfg->max_entries % n);
-                while (nslots < 2 * s->cap)
+                s->cap = share + share / 8;
+                while (nslots < 2 * share)
                         nslots *= 2;
                 t = table_new(nslots);
                 if (!t)
@@ -286,6 +299,7 @@ static void shard_remove_at(struct kurz_l1 *c, struct shard *s, struct table *t,
         atomic_store_explicit(&t->slots[i], TOMB, memory_order_release);
         s->tombs++;
         atomic_fetch_sub_explicit(&s->count, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&c->total, 1, memory_order_relaxed);
         shard_retire(c, s, e);
 }
 
@@ -306,7 +320,7 @@ static size_t shard_find(struct table *t, uint64_t h, struct kurz_str code)
 }
 
 /* CLOCK: evicts one entry (an expired one, or the first with freq 0). The
- * shard is full, so there is a victim within FREQ_MAX + 1 sweeps. */
+ * shard holds at least one, so there is a victim within FREQ_MAX + 1 sweeps. */
 static void shard_evict(struct kurz_l1 *c, struct shard *s, struct table *t, uint64_t now_ms)
 {
         for (size_t n = 0; n < (FREQ_MAX + 2) * (t->mask + 1); n++) {
@@ -349,6 +363,7 @@ static void shard_rebuild(struct kurz_l1 *c, struct shard *s, uint64_t now_ms)
                         /* Still reachable through the old table, which is
                          * retired below, after it: same grace period. */
                         atomic_fetch_sub_explicit(&s->count, 1, memory_order_relaxed);
+                        atomic_fetch_sub_explicit(&c->total, 1, memory_order_relaxed);
                         shard_retire(c, s, e);
                         continue;
                 }
@@ -404,14 +419,24 @@ static int shard_insert(struct kurz_l1 *c, struct shard *s, struct entry *n, uin
                         return 0;
                 }
         }
-        if (atomic_load_explicit(&s->count, memory_order_relaxed) >= s->cap)
-                shard_evict(c, s, t, now_ms); /* turns a live slot into TOMB: free_i stays free */
+        /* Each eviction turns a live slot into TOMB: free_i stays free. Two
+         * at most, so an overshoot of the total shrinks back. */
+        for (int k = 0; k < 2; k++) {
+                size_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
+
+                if (count == 0 ||
+                    (count < s->cap &&
+                     atomic_load_explicit(&c->total, memory_order_relaxed) < c->max_entries))
+                        break;
+                shard_evict(c, s, t, now_ms);
+        }
         if (free_i == SIZE_MAX)
                 return -ENOMEM; /* no free slot: only if rebuilds kept failing */
         if (atomic_load_explicit(&t->slots[free_i], memory_order_relaxed) == TOMB)
                 s->tombs--;
         atomic_store_explicit(&t->slots[free_i], n, memory_order_release);
         atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->total, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->bytes, heap_bytes(entry_size(n)), memory_order_relaxed);
         shard_maybe_rebuild(c, s, now_ms);
         return 0;
