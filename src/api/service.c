@@ -483,9 +483,14 @@ static int service_open(struct kurz_service *s, const struct kurz_config *cfg)
                 pc.background = true;
                 rc = kurz_pg_open(&pc, &s->store);
                 if (rc < 0) {
+                        /* The store logged why (a connection or a statement
+                         * it refused): unavailable also covers a reachable
+                         * primary that fails a migration. */
                         kurz_error("cannot open the PostgreSQL store: %s",
-                                   rc == KURZ_E_UNAVAILABLE ? "a primary is unreachable"
-                                                            : strerror(-rc));
+                                   rc == KURZ_E_UNAVAILABLE
+                                       ? "a primary is unreachable or refused the setup"
+                                         " (see above)"
+                                       : strerror(-rc));
                         return rc;
                 }
         } else {
