@@ -152,7 +152,7 @@ static const char *const stmt_sql[ST_COUNT] = {
  * Append only; never edit a released step. */
 static const char *const migrations[] = {
     /* 1: the initial schema. links is WITHOUT ROWID so a lookup by code
-     * is one b-tree search (until 4). dedupe marks links created with the default
+     * is one b-tree search. dedupe marks links created with the default
      * expiry policy, the only ones a later create may be merged with. */
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;"
     "CREATE TABLE counters(name TEXT PRIMARY KEY, next INTEGER NOT NULL) WITHOUT ROWID;"
@@ -213,34 +213,6 @@ static const char *const migrations[] = {
     "ALTER TABLE links DROP COLUMN clicks;"
     "ALTER TABLE links DROP COLUMN first_access;"
     "ALTER TABLE links DROP COLUMN last_access;",
-    /* 4: links becomes a rowid table in creation order, found by code
-     * through the unique index links_code. Codes are a keyed permutation,
-     * so in a table keyed by code every create wrote its wide row into a
-     * random leaf: a page read and a 4 KiB WAL frame per create once the
-     * table outgrew the page cache. Now the rows append to the last leaf
-     * and only the narrow code and url_hash index entries land at random.
-     * Durable creates/s (make bench section 3 harness, 3 x 8 s on one
-     * growing store, 2 A/B pairs): 12.5-12.9k, 10.3-10.5k, 9.5-9.7k ->
-     * 15.2-15.5k, 12.3-12.8k, 11.4-11.8k. The price is a second b-tree
-     * search per read by code: cold redirects without L1 at 300,000 links
-     * 26.0-28.8 -> 28.8-30.1 us of CPU each (3 pairs). */
-    "CREATE TABLE links4("
-    " id INTEGER PRIMARY KEY,"
-    " code TEXT NOT NULL,"
-    " url TEXT NOT NULL,"
-    " url_hash INTEGER NOT NULL,"
-    " created_at INTEGER NOT NULL,"
-    " expires_at INTEGER NOT NULL DEFAULT 0,"
-    " is_alias INTEGER NOT NULL DEFAULT 0,"
-    " dedupe INTEGER NOT NULL DEFAULT 0);"
-    "INSERT INTO links4(code, url, url_hash, created_at, expires_at, is_alias, dedupe)"
-    " SELECT code, url, url_hash, created_at, expires_at, is_alias, dedupe FROM links"
-    " ORDER BY created_at, code;"
-    "DROP TABLE links;"
-    "ALTER TABLE links4 RENAME TO links;"
-    "CREATE UNIQUE INDEX links_code ON links(code);"
-    "CREATE INDEX links_url_hash ON links(url_hash);"
-    "CREATE INDEX links_expires_at ON links(expires_at) WHERE expires_at > 0;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KURZ_SQLITE_SCHEMA_VERSION,

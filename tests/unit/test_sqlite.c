@@ -126,7 +126,7 @@ static void test_migrate(void)
                      6);
         CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                                      " AND tbl_name = 'links' AND sql IS NOT NULL"),
-                     3);
+                     2);
         CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM pragma_journal_mode"
                                      " WHERE journal_mode = 'wal'"),
                      1);

@@ -304,104 +304,6 @@ static void test_migration_3_keeps_totals(void)
         s->ops->close(s);
 }
 
-/* Returns the integer result of a one-value query on dir's file. */
-static int64_t query_int(const char *dir, const char *sql)
-{
-        char path[512];
-        sqlite3 *db;
-        sqlite3_stmt *st;
-        int64_t v = -1;
-
-        snprintf(path, sizeof(path), "%s/kurz.db", dir);
-        CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-        CHECK_EQ_INT(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-        if (sqlite3_step(st) == SQLITE_ROW)
-                v = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-        return v;
-}
-
-/* A file of schema 3 (links keyed by code, WITHOUT ROWID) keeps every link,
- * alias, dedupe entry and click when migration 4 rebuilds links in creation
- * order, and creates then append to it. */
-static void test_migration_4_keeps_links(void)
-{
-        char dir[256], a[KURZ_CODE_MAX + 1], b[KURZ_CODE_MAX + 1], c[KURZ_CODE_MAX + 1];
-        struct kurz_create al = {
-            .url = "https://example.com/v3alias",
-            .url_len = strlen("https://example.com/v3alias"),
-            .url_hash =
-                kurz_hash("https://example.com/v3alias", strlen("https://example.com/v3alias")),
-            .created_at = 900,
-            .alias = "mine",
-        };
-        struct kurz_link_stats st;
-        struct kurz_link l = {0};
-        struct kurz_store *s;
-
-        new_dir(dir, sizeof(dir));
-        s = open_store(dir);
-        CHECK_EQ_INT(s->ops->create_batch(s, &al, 1, gen_fn, NULL), 0);
-        CHECK_EQ_INT(al.status, KURZ_CREATE_NEW);
-        create(s, "https://example.com/v3a", 0, a);
-        create(s, "https://example.com/v3b", 5000, b);
-        click(s, a, TODAY, 6, (int64_t)TODAY * 86400 + 60);
-        s->ops->close(s);
-        exec_file(dir, "CREATE TABLE links3(code TEXT PRIMARY KEY, url TEXT NOT NULL,"
-                       " url_hash INTEGER NOT NULL, created_at INTEGER NOT NULL,"
-                       " expires_at INTEGER NOT NULL DEFAULT 0,"
-                       " is_alias INTEGER NOT NULL DEFAULT 0,"
-                       " dedupe INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
-                       "INSERT INTO links3 SELECT code, url, url_hash, created_at, expires_at,"
-                       " is_alias, dedupe FROM links;"
-                       "DROP TABLE links; ALTER TABLE links3 RENAME TO links;"
-                       "CREATE INDEX links_url_hash ON links(url_hash);"
-                       "CREATE INDEX links_expires_at ON links(expires_at) WHERE expires_at > 0;"
-                       "DELETE FROM schema_version; INSERT INTO schema_version VALUES(3);");
-        CHECK_EQ_INT(query_int(dir, "SELECT count(*) FROM sqlite_master WHERE name = 'links'"
-                                    " AND sql LIKE '%WITHOUT ROWID%'"),
-                     1);
-        s = open_store(dir);
-        CHECK_EQ_INT(query_int(dir, "SELECT count(*) FROM sqlite_master WHERE name = 'links'"
-                                    " AND sql LIKE '%WITHOUT ROWID%'"),
-                     0);
-        CHECK_EQ_INT(query_int(dir, "SELECT count(*) FROM links"), 3);
-        /* Rows in creation order: the alias (created first) has the lowest id. */
-        CHECK_EQ_INT(query_int(dir, "SELECT rowid FROM links WHERE code = 'mine'"),
-                     query_int(dir, "SELECT min(rowid) FROM links"));
-        CHECK_EQ_INT(s->ops->lookup(s, a, strlen(a), &l), 0);
-        CHECK(strcmp(l.url, "https://example.com/v3a") == 0);
-        CHECK_EQ_INT(l.clicks, 6);
-        free(l.url);
-        CHECK_EQ_INT(s->ops->lookup(s, b, strlen(b), &l), 0);
-        CHECK_EQ_INT(l.expires_at, 5000);
-        free(l.url);
-        CHECK_EQ_INT(s->ops->stats_link(s, a, strlen(a), TODAY, &st), 0);
-        CHECK_EQ_INT(st.total_clicks, 6);
-        free(st.timeline);
-        /* The alias is still taken, a known URL still dedupes to its code. */
-        al.status = 0;
-        al.code[0] = '\0';
-        al.url = "https://example.com/other";
-        al.url_len = strlen(al.url);
-        al.url_hash = kurz_hash(al.url, al.url_len);
-        CHECK_EQ_INT(s->ops->create_batch(s, &al, 1, gen_fn, NULL), 0);
-        CHECK_EQ_INT(al.status, KURZ_CREATE_ALIAS_TAKEN);
-        create(s, "https://example.com/v3a", 0, c);
-        CHECK(strcmp(c, a) == 0);
-        /* A new link appends: the highest id. */
-        create(s, "https://example.com/v4new", 0, c);
-        CHECK(strcmp(c, a) != 0 && strcmp(c, b) != 0);
-        {
-                char sql[160];
-
-                snprintf(sql, sizeof(sql), "SELECT rowid FROM links WHERE code = '%s'", c);
-                CHECK_EQ_INT(query_int(dir, sql), query_int(dir, "SELECT max(rowid) FROM links"));
-        }
-        s->ops->close(s);
-}
-
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
         (void)sb;
@@ -421,7 +323,6 @@ int main(void)
         RUN(test_platform_counters);
         RUN(test_migration_initialises);
         RUN(test_migration_3_keeps_totals);
-        RUN(test_migration_4_keeps_links);
         nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         TEST_END("store_stats");
 }
