@@ -12,9 +12,11 @@
  * The bound is global: a put that finds max_entries live entries in the whole
  * cache evicts in its own shard first, so the cache holds max_entries however
  * unevenly the codes spread over the shards (with per-shard caps it held a few
- * % fewer). A shard may hold up to 1/8 more than its even share (cap; load
- * then <= 0.5625), far above the random imbalance of shards of >= 64 entries;
- * beyond cap it evicts in itself whatever the total.
+ * % fewer). A shard may hold up to 1/8 more than its even share (cap; live
+ * entries then fill <= 0.5625 of the slots): for shards of 1,000 entries and
+ * more that is several standard deviations of the random imbalance, for the
+ * smallest (64) about one, so small caches may hold a little less. Beyond cap
+ * a shard evicts in itself whatever the total.
  *
  * Readers load the table and the slots with acquire, so they see an entry's
  * bytes as its writer initialised them; entries never change after they are
@@ -86,13 +88,12 @@ struct kurz_l1 {
         unsigned negative_ttl_ms;
         unsigned nshards; /* 0 when the cache is disabled */
         size_t max_entries;
-        /* Live entries in all shards. Each shard's writers change it under
-         * that shard's lock, so writers of different shards can together
-         * overshoot max_entries by one each for a while; the next puts
-         * evict it back. */
-        _Atomic size_t total;
         uint8_t key[16];
         struct shard *shards;
+        /* Live entries in all shards, plus the puts that reserved a place
+         * (see shard_insert). Writers of every shard change it: its own
+         * cache line, away from what every lookup reads above. */
+        alignas(64) _Atomic size_t total;
 };
 
 /* The tombstone: a distinct address that is never an entry anyone reads. */
@@ -144,9 +145,10 @@ struct kurz_l1 *kurz_l1_new(const struct kurz_l1_config *cfg)
         struct kurz_l1 *c;
         unsigned n, i;
 
-        c = calloc(1, sizeof(*c));
+        c = aligned_alloc(alignof(struct kurz_l1), sizeof(*c)); /* total's line */
         if (!c)
                 return NULL;
+        memset(c, 0, sizeof(*c));
         c->qsbr = cfg->qsbr;
         c->ttl_ms = cfg->ttl_ms;
         c->negative_ttl_ms = cfg->negative_ttl_ms;
@@ -164,7 +166,7 @@ struct kurz_l1 *kurz_l1_new(const struct kurz_l1_config *cfg)
                 goto out_free_c;
         for (i = 0; i < n; i++) {
                 struct shard *s = &c->shards[i];
-                size_t nslots = 8, share = cfg->max_entries / n + 1;
+                size_t nslots = 8, share = (cfg->max_entries + n - 1) / n;
                 struct table *t;
 
                 s->cap = share + share / 8;
@@ -383,7 +385,7 @@ static void shard_maybe_rebuild(struct kurz_l1 *c, struct shard *s, uint64_t now
 {
         struct table *t = atomic_load_explicit(&s->tab, memory_order_relaxed);
 
-        /* Live entries fill at most half the slots; tombstones another
+        /* Live entries fill at most 9/16 of the slots; tombstones another
          * eighth at most, so probe chains stay short. */
         if (s->tombs > (t->mask + 1) / 8)
                 shard_rebuild(c, s, now_ms);
@@ -396,6 +398,7 @@ static int shard_insert(struct kurz_l1 *c, struct shard *s, struct entry *n, uin
         size_t i = n->hash & t->mask, free_i = SIZE_MAX;
         struct kurz_str code = {n->data, n->code_len};
         struct entry *e;
+        size_t others;
 
         for (size_t k = 0; k <= t->mask; k++, i = (i + 1) & t->mask) {
                 e = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
@@ -419,24 +422,28 @@ static int shard_insert(struct kurz_l1 *c, struct shard *s, struct entry *n, uin
                         return 0;
                 }
         }
-        /* Each eviction turns a live slot into TOMB: free_i stays free. Two
-         * at most, so an overshoot of the total shrinks back. */
+        /* Reserve n's place in the total first: of two puts racing in two
+         * shards for the last place, the second sees it taken and evicts.
+         * Each eviction turns a live slot into TOMB (free_i stays free) and
+         * gives a place back; a second one shrinks an overshoot left by a
+         * put into an empty shard, which has nothing to evict. */
+        others = atomic_fetch_add_explicit(&c->total, 1, memory_order_relaxed);
         for (int k = 0; k < 2; k++) {
                 size_t count = atomic_load_explicit(&s->count, memory_order_relaxed);
 
-                if (count == 0 ||
-                    (count < s->cap &&
-                     atomic_load_explicit(&c->total, memory_order_relaxed) < c->max_entries))
+                if (count == 0 || (count < s->cap && others < c->max_entries))
                         break;
                 shard_evict(c, s, t, now_ms);
+                others = atomic_load_explicit(&c->total, memory_order_relaxed) - 1;
         }
-        if (free_i == SIZE_MAX)
+        if (free_i == SIZE_MAX) {
+                atomic_fetch_sub_explicit(&c->total, 1, memory_order_relaxed);
                 return -ENOMEM; /* no free slot: only if rebuilds kept failing */
+        }
         if (atomic_load_explicit(&t->slots[free_i], memory_order_relaxed) == TOMB)
                 s->tombs--;
         atomic_store_explicit(&t->slots[free_i], n, memory_order_release);
         atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&c->total, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->bytes, heap_bytes(entry_size(n)), memory_order_relaxed);
         shard_maybe_rebuild(c, s, now_ms);
         return 0;
