@@ -161,6 +161,10 @@ void kurz_api_metrics(struct kurz_service *s, struct kurz_http_exchange *x)
         rc = kurz_metrics_render(s->metrics, &b);
         rc |= kurz_metrics_gauge(&b, "kurz_http_connections", "Open client connections.",
                                  (double)kurz_http_server_connections(s->http));
+        rc |= kurz_metrics_gauge(&b, "kurz_pool_inflight",
+                                 "Requests admitted to the blocking pool (store reads on L1"
+                                 " misses, link info), queued or running.",
+                                 (double)kurz_http_server_offloads(s->http));
         rc |= kurz_metrics_gauge(&b, "kurz_l1_entries", "Entries in the in-process cache.",
                                  (double)l1.entries);
         rc |= kurz_metrics_gauge(&b, "kurz_l1_bytes", "Heap bytes held by the in-process cache.",

@@ -1683,7 +1683,9 @@ static void after_work_cb(uv_work_t *req, int status)
         (void)status;
         kurz_http__enter(lp);
         lp->outstanding--;
-        lp->offloads--;
+        atomic_store_explicit(&lp->offloads,
+                              atomic_load_explicit(&lp->offloads, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
         x->kind = KURZ_HTTP__X_INLINE;
         x->done(x, x->arg);
         kurz_http__run_ready(lp);
@@ -1698,7 +1700,7 @@ int kurz_http_offload(struct kurz_http_exchange *x, void (*work)(void *arg),
 
         if (!work || !done)
                 return -EINVAL;
-        if (lp->offloads >= lp->srv->cfg.max_offload) {
+        if (atomic_load_explicit(&lp->offloads, memory_order_relaxed) >= lp->srv->cfg.max_offload) {
                 /* The caller sheds this request (503, Retry-After: 1). A
                  * client that answers it with the next request at once
                  * would turn the CPU the pool needs into more 503s: its
@@ -1716,7 +1718,9 @@ int kurz_http_offload(struct kurz_http_exchange *x, void (*work)(void *arg),
                 return rc;
         x->kind = KURZ_HTTP__X_OFFLOAD;
         lp->outstanding++;
-        lp->offloads++;
+        atomic_store_explicit(&lp->offloads,
+                              atomic_load_explicit(&lp->offloads, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
         return 0;
 }
 

@@ -81,7 +81,9 @@ struct kurz_http__loop {
         struct kurz_http__conn *ready; /* answered outside parsing: continue */
         size_t nconns;
         size_t outstanding; /* offloaded + deferred exchanges not yet back */
-        size_t offloads;    /* offloaded exchanges not yet back (bounded by max_offload) */
+        /* Offloaded exchanges not yet back (bounded by max_offload). Written
+         * by the loop thread only; atomic for kurz_http_server_offloads. */
+        _Atomic size_t offloads;
 
         char date[48]; /* "Date: ...\r\n" */
         size_t date_len;

@@ -617,6 +617,15 @@ size_t kurz_http_server_connections(const struct kurz_http_server *s)
         return atomic_load(&((struct kurz_http_server *)s)->nconns);
 }
 
+size_t kurz_http_server_offloads(const struct kurz_http_server *s)
+{
+        size_t n = 0;
+
+        for (unsigned i = 0; i < s->nloops; i++)
+                n += atomic_load_explicit(&s->loops[i].offloads, memory_order_relaxed);
+        return n;
+}
+
 static void signal_stop(struct kurz_http_server *s)
 {
         for (unsigned i = 0; i < s->nloops; i++) {

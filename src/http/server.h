@@ -134,6 +134,10 @@ int kurz_http_server_adopt(struct kurz_http_server *s, unsigned thread, int fd,
 unsigned kurz_http_server_threads(const struct kurz_http_server *s);
 /* Open connections now (all threads). Thread-safe. */
 size_t kurz_http_server_connections(const struct kurz_http_server *s);
+/* Exchanges offloaded to the blocking pool and not yet back, queued or
+ * running (all threads; also those of connections closed meanwhile).
+ * Thread-safe. */
+size_t kurz_http_server_offloads(const struct kurz_http_server *s);
 
 /* --- exchange API: call on the exchange's loop thread only --- */
 

@@ -415,6 +415,18 @@ def overload_round(s, script, code):
     finally:
         stop.set()
         th.join(30)
+    # Capacity is measured again once the overload is over: the reads the
+    # pool admitted for clients that have gone still run, and until they
+    # are done new requests are shed. They must all come back (a slot that
+    # never does would shrink capacity for good).
+    deadline = time.monotonic() + 10
+    while True:
+        m = metrics(s.port)
+        assert any(n == "kurz_pool_inflight" for n, _, _ in m), "no kurz_pool_inflight gauge"
+        if metric_sum(m, "kurz_pool_inflight") == 0:
+            break
+        assert time.monotonic() < deadline, "the pool's admitted reads never drained"
+        time.sleep(0.02)
     cap2 = wrk(s.port, script, 32, 2)
     for r in (cap1, over, cap2):
         assert r[2] == 0, "socket errors:\n%s" % r[3]
