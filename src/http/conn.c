@@ -1675,6 +1675,15 @@ static void work_cb(uv_work_t *req)
         x->work_fn(x->arg);
 }
 
+/* lp->offloads changes on the loop thread only; the atomic store lets
+ * kurz_http_server_offloads read it from another. */
+static void offloads_add(struct kurz_http__loop *lp, int d)
+{
+        size_t n = atomic_load_explicit(&lp->offloads, memory_order_relaxed);
+
+        atomic_store_explicit(&lp->offloads, n + (size_t)(ptrdiff_t)d, memory_order_relaxed);
+}
+
 static void after_work_cb(uv_work_t *req, int status)
 {
         struct kurz_http_exchange *x = req->data;
@@ -1683,9 +1692,7 @@ static void after_work_cb(uv_work_t *req, int status)
         (void)status;
         kurz_http__enter(lp);
         lp->outstanding--;
-        atomic_store_explicit(&lp->offloads,
-                              atomic_load_explicit(&lp->offloads, memory_order_relaxed) - 1,
-                              memory_order_relaxed);
+        offloads_add(lp, -1);
         x->kind = KURZ_HTTP__X_INLINE;
         x->done(x, x->arg);
         kurz_http__run_ready(lp);
@@ -1718,9 +1725,7 @@ int kurz_http_offload(struct kurz_http_exchange *x, void (*work)(void *arg),
                 return rc;
         x->kind = KURZ_HTTP__X_OFFLOAD;
         lp->outstanding++;
-        atomic_store_explicit(&lp->offloads,
-                              atomic_load_explicit(&lp->offloads, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
+        offloads_add(lp, 1);
         return 0;
 }
 

@@ -399,11 +399,17 @@ def overload_round(s, script, code):
     stop = threading.Event()
 
     def prober():
-        # New clients arriving during the overload, one request each.
+        # New clients arriving during the overload, one request each; now
+        # and then the pool's admitted requests (kurz_pool_inflight).
         try:
+            sampled = time.monotonic()
             while not stop.is_set():
                 st, dt = one_redirect(s.port, code, timeout=10)
                 probe.setdefault(st, []).append(dt)
+                if time.monotonic() - sampled >= 0.3:
+                    probe.setdefault("inflight", []).append(
+                        metric_sum(metrics(s.port), "kurz_pool_inflight"))
+                    sampled = time.monotonic()
                 time.sleep(0.002)
         except Exception as e:  # reported by the caller
             probe.setdefault("error", []).append(repr(e))
@@ -415,22 +421,31 @@ def overload_round(s, script, code):
     finally:
         stop.set()
         th.join(30)
-    # Capacity is measured again once the overload is over: the reads the
-    # pool admitted for clients that have gone still run, and until they
-    # are done new requests are shed. They must all come back (a slot that
-    # never does would shrink capacity for good).
+    # Capacity is measured again once the overload is over, i.e. once its
+    # connections are gone and the pool is empty. Until then kurz still
+    # serves what those clients sent before they left: reads the pool
+    # admitted, and the requests of shed connections, which are read again
+    # about a second later (Retry-After: 1); new requests meanwhile can be
+    # shed. Everything must drain (a slot that never comes back would
+    # shrink capacity for good).
     deadline = time.monotonic() + 10
     while True:
         m = metrics(s.port)
         assert any(n == "kurz_pool_inflight" for n, _, _ in m), "no kurz_pool_inflight gauge"
-        if metric_sum(m, "kurz_pool_inflight") == 0:
+        # The connection of this /metrics request is the one left.
+        if (metric_sum(m, "kurz_pool_inflight") == 0
+                and metric_sum(m, "kurz_http_connections") <= 1):
             break
-        assert time.monotonic() < deadline, "the pool's admitted reads never drained"
+        assert time.monotonic() < deadline, "the overload's requests never drained:\n%s" % [
+            (n, v) for n, _, v in m if n in ("kurz_pool_inflight", "kurz_http_connections")]
         time.sleep(0.02)
     cap2 = wrk(s.port, script, 32, 2)
     for r in (cap1, over, cap2):
         assert r[2] == 0, "socket errors:\n%s" % r[3]
     assert cap1[1] == 0 and cap2[1] == 0, "errors below capacity:\n%s%s" % (cap1[3], cap2[3])
+    # The gauge saw the overload, within the admission bound (2 loops x 256).
+    inflight = probe.pop("inflight", [])
+    assert inflight and 0 < max(inflight) <= 512, inflight
     cap = (cap1[0] + cap2[0]) / 2
     return cap, over[0] - over[1], over[1], probe, over[3]
 
