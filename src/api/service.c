@@ -315,9 +315,30 @@ static void post_flushes(struct kurz_service *s)
         }
 }
 
+/* Writer thread, every flush interval: a store that defers work (the
+ * SQLite click log) does it when due, also when nothing was clicked. */
+static int tick_fn(struct kurz_store *st, void *arg)
+{
+        (void)arg;
+        return st->ops->add_clicks(st, NULL, 0);
+}
+
+static void tick_done(void *arg, int rc)
+{
+        struct kurz_service *s = arg;
+
+        if (rc < 0) {
+                kurz_warn("deferred store work failed: %d", rc);
+                kurz_metrics_add(s->metrics, KURZ_METRICS_SHARED, KURZ_C_STORE_ERROR, 1);
+        }
+}
+
 static void flush_tick(uv_timer_t *t)
 {
-        post_flushes(t->data);
+        struct kurz_service *s = t->data;
+
+        post_flushes(s);
+        kurz_writer_job(s->writer, tick_fn, tick_done, s);
 }
 
 /* --- expiry cleanup --- */

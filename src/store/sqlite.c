@@ -9,6 +9,8 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/unfolded.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 #define DEFAULT_READERS 8
@@ -29,6 +33,12 @@
 #define KEY_NAME        "permutation_key"
 #define PDAYS           8  /* distinct days one click flush sums in memory */
 #define STATS_DAYS      30 /* days of timeline a link's statistics report */
+/* Click folds (see store/unfolded.h): logged clicks reach clicks_daily at
+ * least this often, and sooner once this many (code, day) rows wait. */
+#define FOLD_MS     60000
+#define FOLD_ROWS   (1u << 19)
+#define GONE_MAX    65536u /* deleted codes noted per FOLD_MS; past it, flushes check all */
+#define LOG_REC_MAX (1 + KURZ_CODE_MAX + 4 + 8 + 8) /* one click in a clicks_log batch */
 
 /* Every statement a connection may run, prepared once when it opens. Write
  * statements are prepared on readers too (harmless: query_only makes them
@@ -62,6 +72,10 @@ enum stmt_id {
         ST_STATS_DAYS,
         ST_PLATFORM,
         ST_PLATFORM_DAY,
+        ST_LOG_ADD,
+        ST_LOG_NEXT,
+        ST_LOG_CLEAR,
+        ST_EXISTS,
         ST_COUNT
 };
 
@@ -102,10 +116,10 @@ static const char *const stmt_sql[ST_COUNT] = {
      * the INSERT writes the row unless the link was deleted since it was
      * clicked (a read of links decides; no row change then). */
     [ST_CLICK_UPDATE] = "UPDATE clicks_daily SET clicks = clicks + ?3,"
-                        " first_at = min(first_at, ?4), last_at = max(last_at, ?4)"
+                        " first_at = min(first_at, ?4), last_at = max(last_at, ?5)"
                         " WHERE code = ?1 AND day = ?2",
     [ST_CLICK_DAILY] = "INSERT INTO clicks_daily(code, day, clicks, first_at, last_at)"
-                       " SELECT ?1, ?2, ?3, ?4, ?4 WHERE EXISTS (SELECT 1 FROM links WHERE"
+                       " SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM links WHERE"
                        " code = ?1)",
     [ST_EXPIRED] = "SELECT code FROM links WHERE expires_at > 0 AND expires_at <= ?1"
                    " LIMIT ?2",
@@ -145,6 +159,11 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_PLATFORM] = "SELECT coalesce(sum(links), 0), coalesce(sum(clicks), 0)"
                     " FROM platform_totals",
     [ST_PLATFORM_DAY] = "SELECT coalesce(sum(clicks), 0) FROM platform_daily WHERE day = ?1",
+    /* The click log (schema 4): one row per flush, folded and deleted. */
+    [ST_LOG_ADD] = "INSERT INTO clicks_log(batch) VALUES(?1)",
+    [ST_LOG_NEXT] = "SELECT seq, batch FROM clicks_log WHERE seq > ?1 ORDER BY seq LIMIT 1",
+    [ST_LOG_CLEAR] = "DELETE FROM clicks_log WHERE seq <= ?1",
+    [ST_EXISTS] = "SELECT 1 FROM links WHERE code = ?1",
 };
 
 /* Migrations: migrations[i] takes the schema from version i to i + 1. Each
@@ -213,6 +232,11 @@ static const char *const migrations[] = {
     "ALTER TABLE links DROP COLUMN clicks;"
     "ALTER TABLE links DROP COLUMN first_access;"
     "ALTER TABLE links DROP COLUMN last_access;",
+    /* 4: the click log. A flush appends its clicks as one row instead of
+     * writing a row of clicks_daily per (code, day); a fold adds the log
+     * to clicks_daily once a minute and deletes it (make bench, section 1).
+     * Until then reads add the logged clicks from memory. */
+    "CREATE TABLE IF NOT EXISTS clicks_log(seq INTEGER PRIMARY KEY, batch BLOB NOT NULL);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KURZ_SQLITE_SCHEMA_VERSION,
@@ -243,6 +267,27 @@ struct kurz_sqlite {
         uint64_t lease_end;
         bool lease_in_tx;   /* a lease happened in the open transaction */
         bool lease_unsaved; /* the stored counter may be below lease_end */
+
+        /* Logged clicks not yet in clicks_daily. The writer thread mutates
+         * them under ulock (write); readers add them to what they read under
+         * ulock (read), held across their read so that a fold (which commits
+         * under the write lock) is seen either wholly in the file or wholly
+         * here. The writer reads them without the lock. */
+        pthread_rwlock_t ulock;
+        struct kurz_unfolded *unf;
+        int64_t log_seq;      /* the last clicks_log row unf holds: writer thread */
+        int64_t last_fold_ms; /* monotonic: writer thread */
+        uint64_t folds;       /* under ulock */
+        /* Codes deleted in the last FOLD_MS or more, as rows of day 0 (two
+         * generations, turned at most every FOLD_MS). A click is counted
+         * for a link that existed (a redirect found it); a flush checks
+         * against links only the clicks of codes deleted since, or all of
+         * them for two generations when too many were deleted to note.
+         * Writer thread. */
+        struct kurz_unfolded *gone[2];
+        int64_t gone_turned_ms;
+        unsigned check_all;
+        bool shared;
 
         pthread_mutex_t mu; /* guards the reader pool below */
         pthread_cond_t cv;  /* signalled when a reader is returned */
@@ -716,6 +761,18 @@ static void reader_put(struct kurz_sqlite *s, struct conn *c)
         pthread_mutex_unlock(&s->mu);
 }
 
+/* Sets out's click totals from the rollup's (clicks, last) and the logged
+ * clicks of code. Under ulock (read). */
+static void add_unfolded(struct kurz_sqlite *s, const char *code, size_t len, int64_t clicks,
+                         int64_t last, struct kurz_link *out)
+{
+        struct kurz_unfolded_sum u;
+
+        kurz_unfolded_sum(s->unf, code, len, &u);
+        out->clicks = clicks + u.total;
+        out->last_access = u.total && u.last_at > last ? u.last_at : last;
+}
+
 /* Reads code with statement id: ST_LOOKUP (with the click totals) or
  * ST_LOOKUP_TARGET (without: they stay 0). */
 static int lookup_with(struct kurz_store *store, enum stmt_id id, const char *code, size_t code_len,
@@ -733,6 +790,8 @@ static int lookup_with(struct kurz_store *store, enum stmt_id id, const char *co
                 return rc;
         st = c->st[id];
         sqlite3_bind_text(st, 1, code, (int)code_len, SQLITE_STATIC);
+        if (id == ST_LOOKUP)
+                pthread_rwlock_rdlock(&s->ulock);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
                 const unsigned char *url = sqlite3_column_text(st, 0);
@@ -751,8 +810,11 @@ static int lookup_with(struct kurz_store *store, enum stmt_id id, const char *co
                 out->code[code_len] = '\0';
                 out->created_at = sqlite3_column_int64(st, 1);
                 out->expires_at = sqlite3_column_int64(st, 2);
-                out->clicks = id == ST_LOOKUP ? sqlite3_column_int64(st, 3) : 0;
-                out->last_access = id == ST_LOOKUP ? sqlite3_column_int64(st, 4) : 0;
+                out->clicks = 0;
+                out->last_access = 0;
+                if (id == ST_LOOKUP)
+                        add_unfolded(s, code, code_len, sqlite3_column_int64(st, 3),
+                                     sqlite3_column_int64(st, 4), out);
                 rc = 0;
         } else if (rc == SQLITE_DONE) {
                 rc = KURZ_E_NOTFOUND;
@@ -761,6 +823,8 @@ static int lookup_with(struct kurz_store *store, enum stmt_id id, const char *co
         }
 out_reset:
         sqlite3_reset(st);
+        if (id == ST_LOOKUP)
+                pthread_rwlock_unlock(&s->ulock);
         reader_put(s, c);
         return rc;
 }
@@ -985,6 +1049,10 @@ out_fail_all:
         return KURZ_E_UNAVAILABLE;
 }
 
+static int fold(struct kurz_sqlite *s);
+static void note_gone(struct kurz_sqlite *s, const char *code, size_t len);
+static void turn_gone(struct kurz_sqlite *s);
+
 static int sq_remove(struct kurz_store *store, const char *code, size_t code_len)
 {
         struct kurz_sqlite *s = to_sqlite(store);
@@ -993,6 +1061,14 @@ static int sq_remove(struct kurz_store *store, const char *code, size_t code_len
 
         if (code_len == 0 || code_len > KURZ_CODE_MAX)
                 return KURZ_E_NOTFOUND;
+        /* Its logged clicks go into clicks_daily first, to be deleted with
+         * it: none may outlive it (nor count for a link of the same code
+         * created later). */
+        if (kurz_unfolded_has(s->unf, code, code_len)) {
+                rc = fold(s);
+                if (rc < 0)
+                        return rc;
+        }
         rc = run(c, ST_BEGIN_IMMEDIATE);
         if (rc != SQLITE_OK)
                 return db_err(c->db, rc, "begin remove");
@@ -1011,6 +1087,8 @@ static int sq_remove(struct kurz_store *store, const char *code, size_t code_len
         rc = run(c, ST_COMMIT);
         if (rc != SQLITE_OK)
                 goto out_rollback;
+        if (changed)
+                note_gone(s, code, code_len);
         return changed ? 0 : KURZ_E_NOTFOUND;
 
 out_rollback:
@@ -1051,78 +1129,95 @@ static int pdaily_add(struct conn *c, struct kurz_day_clicks *days, size_t *nday
         return SQLITE_OK;
 }
 
-static int click_cmp(const void *a, const void *b)
+static int64_t mono_ms(void)
 {
-        const struct kurz_click *x = *(const struct kurz_click *const *)a;
-        const struct kurz_click *y = *(const struct kurz_click *const *)b;
+        struct timespec ts;
 
-        return strncmp(x->code, y->code, sizeof(x->code));
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Adds click k (code of length len) to its (code, day) row with statement
- * id (ST_CLICK_UPDATE or ST_CLICK_DAILY). */
-static int click_row(struct conn *c, enum stmt_id id, const struct kurz_click *k, size_t len)
+static int row_cmp(const void *a, const void *b)
+{
+        const struct kurz_unfolded_row *x = *(const struct kurz_unfolded_row *const *)a;
+        const struct kurz_unfolded_row *y = *(const struct kurz_unfolded_row *const *)b;
+        int c = strncmp(x->code, y->code, sizeof(x->code));
+
+        return c ? c : (x->day > y->day) - (x->day < y->day);
+}
+
+/* Adds row r to its (code, day) row of clicks_daily with statement id
+ * (ST_CLICK_UPDATE or ST_CLICK_DAILY). */
+static int click_row(struct conn *c, enum stmt_id id, const struct kurz_unfolded_row *r)
 {
         sqlite3_stmt *st = c->st[id];
 
-        sqlite3_bind_text(st, 1, k->code, (int)len, SQLITE_STATIC);
-        sqlite3_bind_int(st, 2, k->day);
-        sqlite3_bind_int64(st, 3, k->count);
-        sqlite3_bind_int64(st, 4, k->last_access);
+        sqlite3_bind_text(st, 1, r->code, (int)strnlen(r->code, sizeof(r->code)), SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, r->day);
+        sqlite3_bind_int64(st, 3, r->count);
+        sqlite3_bind_int64(st, 4, r->first_at);
+        sqlite3_bind_int64(st, 5, r->last_at);
         return run(c, id);
 }
 
-static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clicks, size_t n)
+/* Writes every logged click into clicks_daily and deletes the log they came
+ * from, in one transaction; then forgets them. Writer thread. In code order,
+ * consecutive writes land on the same b-tree pages (clicks_daily and links
+ * are both keyed by code): far fewer page reads and WAL frames. */
+static int fold(struct kurz_sqlite *s)
 {
-        struct kurz_sqlite *s = to_sqlite(store);
         struct conn *c = s->w;
+        const struct kurz_unfolded_row *rows = kurz_unfolded_data(s->unf);
+        size_t n = kurz_unfolded_rows(s->unf), ndays = 0;
         struct kurz_day_clicks days[PDAYS];
-        const struct kurz_click **order;
-        size_t ndays = 0;
+        const struct kurz_unfolded_row **order;
         int64_t total = 0;
         int rc;
 
-        if (n == 0)
+        s->last_fold_ms = mono_ms();
+        if (n == 0 && s->log_seq == 0)
                 return 0;
-        /* In code order, consecutive writes land on the same b-tree pages
-         * (clicks_daily and links are both keyed by code): far fewer page
-         * reads and WAL frames per flush (make bench, section 1). Unsorted if
-         * out of memory. */
-        order = malloc(n * sizeof(*order));
-        if (order) {
-                for (size_t i = 0; i < n; i++)
-                        order[i] = &clicks[i];
-                qsort(order, n, sizeof(*order), click_cmp);
-        }
+        order = malloc((n ? n : 1) * sizeof(*order));
+        if (!order)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                order[i] = &rows[i];
+        qsort(order, n, sizeof(*order), row_cmp);
         rc = run(c, ST_BEGIN_IMMEDIATE);
         if (rc != SQLITE_OK) {
                 free(order);
-                return db_err(c->db, rc, "begin add clicks");
+                return db_err(c->db, rc, "begin click fold");
         }
         for (size_t i = 0; i < n; i++) {
-                const struct kurz_click *k = order ? order[i] : &clicks[i];
-                size_t len = strnlen(k->code, sizeof(k->code));
-
-                if (len == 0 || len > KURZ_CODE_MAX || k->count <= 0)
-                        continue;
-                rc = click_row(c, ST_CLICK_UPDATE, k, len);
+                rc = click_row(c, ST_CLICK_UPDATE, order[i]);
                 if (rc == SQLITE_OK && sqlite3_changes(c->db) == 0)
-                        rc = click_row(c, ST_CLICK_DAILY, k, len);
+                        rc = click_row(c, ST_CLICK_DAILY, order[i]);
                 if (rc != SQLITE_OK)
                         goto out_rollback;
                 if (sqlite3_changes(c->db) == 0)
                         continue; /* deleted since it was clicked */
-                total += k->count;
-                rc = pdaily_add(c, days, &ndays, k->day, k->count);
+                total += order[i]->count;
+                rc = pdaily_add(c, days, &ndays, order[i]->day, order[i]->count);
                 if (rc != SQLITE_OK)
                         goto out_rollback;
         }
         rc = pdaily_add(c, days, &ndays, 0, 0); /* writes what is left */
         if (rc == SQLITE_OK)
                 rc = totals_add(c, 0, total);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(c->st[ST_LOG_CLEAR], 1, s->log_seq);
+                rc = run(c, ST_LOG_CLEAR);
+        }
         if (rc != SQLITE_OK)
                 goto out_rollback;
+        pthread_rwlock_wrlock(&s->ulock);
         rc = run(c, ST_COMMIT);
+        if (rc == SQLITE_OK) {
+                kurz_unfolded_clear(s->unf);
+                s->folds++;
+                turn_gone(s);
+        }
+        pthread_rwlock_unlock(&s->ulock);
         if (rc != SQLITE_OK)
                 goto out_rollback;
         free(order);
@@ -1130,9 +1225,279 @@ static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clic
 
 out_rollback:
         free(order);
+        rc = db_err(c->db, rc, "click fold");
+        rollback(c);
+        return rc;
+}
+
+/* Forgets the older generation of deleted codes, at most every FOLD_MS. */
+static void turn_gone(struct kurz_sqlite *s)
+{
+        struct kurz_unfolded *t = s->gone[1];
+        int64_t now = mono_ms();
+
+        if (now - s->gone_turned_ms < FOLD_MS)
+                return;
+        s->gone_turned_ms = now;
+        kurz_unfolded_clear(t);
+        s->gone[1] = s->gone[0];
+        s->gone[0] = t;
+        if (s->check_all)
+                s->check_all--;
+}
+
+/* Notes that code was deleted (after the commit that deleted it). */
+static void note_gone(struct kurz_sqlite *s, const char *code, size_t len)
+{
+        struct kurz_click k = {0};
+        struct kurz_unfolded_row r = {0};
+
+        if (len == 0 || len > KURZ_CODE_MAX)
+                return;
+        memcpy(k.code, code, len);
+        memcpy(r.code, code, len);
+        if (kurz_unfolded_rows(s->gone[0]) >= GONE_MAX ||
+            kurz_unfolded_reserve(s->gone[0], &k, 1) < 0) {
+                s->check_all = 2;
+                return;
+        }
+        kurz_unfolded_add(s->gone[0], &r);
+}
+
+static int fold_if_due(struct kurz_sqlite *s)
+{
+        size_t n = kurz_unfolded_rows(s->unf);
+
+        if (n >= FOLD_ROWS || (n > 0 && mono_ms() - s->last_fold_ms >= FOLD_MS))
+                return fold(s);
+        return 0;
+}
+
+static uint8_t *put_le(uint8_t *p, uint64_t v, size_t bytes)
+{
+        for (size_t i = 0; i < bytes; i++)
+                *p++ = (uint8_t)(v >> (8 * i));
+        return p;
+}
+
+static uint64_t get_le(const uint8_t *p, size_t bytes)
+{
+        uint64_t v = 0;
+
+        for (size_t i = 0; i < bytes; i++)
+                v |= (uint64_t)p[i] << (8 * i);
+        return v;
+}
+
+/* Decodes one clicks_log record at *p (end: the end of the batch) into *r;
+ * false when what is left is not a whole record. */
+static bool log_record(const uint8_t **p, const uint8_t *end, struct kurz_unfolded_row *r)
+{
+        size_t len;
+
+        if (end - *p < 1)
+                return false;
+        len = **p;
+        if (len == 0 || len > KURZ_CODE_MAX || (size_t)(end - *p) < 1 + len + 4 + 8 + 8)
+                return false;
+        memcpy(r->code, *p + 1, len);
+        r->code[len] = '\0';
+        r->day = (int32_t)(uint32_t)get_le(*p + 1 + len, 4);
+        r->count = (int64_t)get_le(*p + 5 + len, 8);
+        r->first_at = r->last_at = (int64_t)get_le(*p + 13 + len, 8);
+        *p += 1 + len + 4 + 8 + 8;
+        return true;
+}
+
+/* True when the link code of a click still exists. It did when the click
+ * was counted; only a code deleted since (noted in gone) is looked up. A code
+ * with logged clicks exists: a delete folds them first. */
+static int link_exists(struct kurz_sqlite *s, const char *code, size_t len, bool *yes)
+{
+        struct conn *c = s->w;
+        sqlite3_stmt *st = c->st[ST_EXISTS];
+        int rc;
+
+        if (kurz_unfolded_has(s->unf, code, len) ||
+            (!s->check_all && !kurz_unfolded_has(s->gone[0], code, len) &&
+             !kurz_unfolded_has(s->gone[1], code, len))) {
+                *yes = true;
+                return SQLITE_OK;
+        }
+        sqlite3_bind_text(st, 1, code, (int)len, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        *yes = rc == SQLITE_ROW;
+        return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* A flush: the clicks of links that exist are appended to clicks_log as one
+ * row (durable when this returns 0) and added to the unfolded table; a fold
+ * follows when one is due. n == 0 only folds when due (the service calls it
+ * every flush interval). */
+static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clicks, size_t n)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c = s->w;
+        uint8_t *batch, *p;
+        bool *keep;
+        int rc;
+
+        if (n == 0)
+                return fold_if_due(s);
+        pthread_rwlock_wrlock(&s->ulock);
+        rc = kurz_unfolded_reserve(s->unf, clicks, n);
+        pthread_rwlock_unlock(&s->ulock);
+        if (rc == -E2BIG) { /* past KURZ_UNFOLDED_DAYS days: fold them first */
+                rc = fold(s);
+                if (rc < 0)
+                        return rc;
+                pthread_rwlock_wrlock(&s->ulock);
+                rc = kurz_unfolded_reserve(s->unf, clicks, n);
+                pthread_rwlock_unlock(&s->ulock);
+        }
+        if (rc < 0)
+                return rc;
+        if (n > SIZE_MAX / LOG_REC_MAX)
+                return -ENOMEM;
+        batch = malloc(n * LOG_REC_MAX);
+        keep = calloc(n, sizeof(*keep));
+        if (!batch || !keep) {
+                free(batch);
+                free(keep);
+                return -ENOMEM;
+        }
+        p = batch;
+        rc = run(c, ST_BEGIN_IMMEDIATE);
+        if (rc != SQLITE_OK) {
+                free(batch);
+                free(keep);
+                return db_err(c->db, rc, "begin add clicks");
+        }
+        for (size_t i = 0; i < n; i++) {
+                const struct kurz_click *k = &clicks[i];
+                size_t len = strnlen(k->code, sizeof(k->code));
+
+                if (len == 0 || len > KURZ_CODE_MAX || k->count <= 0)
+                        continue;
+                rc = link_exists(s, k->code, len, &keep[i]);
+                if (rc != SQLITE_OK)
+                        goto out_rollback;
+                if (!keep[i])
+                        continue; /* deleted since it was clicked */
+                *p++ = (uint8_t)len;
+                memcpy(p, k->code, len);
+                p = put_le(p + len, (uint32_t)k->day, 4);
+                p = put_le(p, (uint64_t)k->count, 8);
+                p = put_le(p, (uint64_t)k->last_access, 8);
+        }
+        if (p == batch) { /* nothing to log */
+                rollback(c);
+                free(batch);
+                free(keep);
+                return fold_if_due(s);
+        }
+        sqlite3_bind_blob(c->st[ST_LOG_ADD], 1, batch, (int)(p - batch), SQLITE_STATIC);
+        rc = run(c, ST_LOG_ADD);
+        sqlite3_clear_bindings(c->st[ST_LOG_ADD]);
+        if (rc == SQLITE_OK)
+                rc = run(c, ST_COMMIT);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
+        s->log_seq = sqlite3_last_insert_rowid(c->db);
+        pthread_rwlock_wrlock(&s->ulock);
+        for (size_t i = 0; i < n; i++) {
+                struct kurz_unfolded_row r;
+
+                if (!keep[i])
+                        continue;
+                memcpy(r.code, clicks[i].code, sizeof(r.code));
+                r.code[KURZ_CODE_MAX] = '\0';
+                r.day = clicks[i].day;
+                r.count = clicks[i].count;
+                r.first_at = r.last_at = clicks[i].last_access;
+                kurz_unfolded_add(s->unf, &r);
+        }
+        pthread_rwlock_unlock(&s->ulock);
+        free(batch);
+        free(keep);
+        return fold_if_due(s);
+
+out_rollback:
+        free(batch);
+        free(keep);
         rc = db_err(c->db, rc, "add clicks");
         rollback(c);
         return rc;
+}
+
+/* Decodes a clicks_log batch into a malloc'ed array (*out, *n). */
+static int log_decode(const uint8_t *p, size_t bytes, struct kurz_click **out, size_t *n)
+{
+        const uint8_t *end = p + bytes;
+        struct kurz_click *k = malloc((bytes / (1 + 1 + 4 + 8 + 8) + 1) * sizeof(*k));
+        struct kurz_unfolded_row r;
+
+        *n = 0;
+        *out = k;
+        if (!k)
+                return -ENOMEM;
+        while (p && log_record(&p, end, &r)) {
+                memcpy(k[*n].code, r.code, sizeof(r.code));
+                k[*n].day = r.day;
+                k[*n].count = r.count;
+                k[*n].last_access = r.last_at;
+                (*n)++;
+        }
+        return 0;
+}
+
+/* Reads what a crash left in clicks_log into the unfolded table, a batch at
+ * a time, then folds it all. Writer connection, at open. */
+static int replay_log(struct kurz_sqlite *s)
+{
+        struct conn *c = s->w;
+        sqlite3_stmt *st = c->st[ST_LOG_NEXT];
+        int rc;
+
+        for (;;) {
+                struct kurz_click *k;
+                size_t n;
+                int64_t seq;
+
+                sqlite3_bind_int64(st, 1, s->log_seq);
+                rc = sqlite3_step(st);
+                if (rc != SQLITE_ROW)
+                        break;
+                seq = sqlite3_column_int64(st, 0);
+                rc = log_decode(sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), &k,
+                                &n);
+                sqlite3_reset(st);
+                if (rc == 0)
+                        rc = kurz_unfolded_reserve(s->unf, k, n);
+                if (rc == -E2BIG) { /* fold the batches before this one */
+                        rc = fold(s);
+                        if (rc == 0)
+                                rc = kurz_unfolded_reserve(s->unf, k, n);
+                }
+                for (size_t i = 0; rc == 0 && i < n; i++) {
+                        struct kurz_unfolded_row r;
+
+                        memcpy(r.code, k[i].code, sizeof(r.code));
+                        r.day = k[i].day;
+                        r.count = k[i].count;
+                        r.first_at = r.last_at = k[i].last_access;
+                        kurz_unfolded_add(s->unf, &r);
+                }
+                free(k);
+                if (rc < 0)
+                        return rc;
+                s->log_seq = seq;
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+                return db_err(c->db, rc, "read click log");
+        return fold(s);
 }
 
 /* Appends the codes a SELECT of cleanup returns (at most limit) to *arr,
@@ -1201,6 +1566,11 @@ static int sq_cleanup(struct kurz_store *store, int64_t now, int64_t unused_befo
                 return 0;
         if (batch > CLEANUP_MAX)
                 batch = CLEANUP_MAX;
+        /* Unused links are judged by their last click, and a deleted link's
+         * clicks must not outlive it: the log goes into clicks_daily first. */
+        rc = fold(s);
+        if (rc < 0)
+                return rc;
         rc = run(c, ST_BEGIN_IMMEDIATE);
         if (rc != SQLITE_OK)
                 return db_err(c->db, rc, "begin cleanup");
@@ -1225,6 +1595,8 @@ static int sq_cleanup(struct kurz_store *store, int64_t now, int64_t unused_befo
         rc = run(c, ST_COMMIT);
         if (rc != SQLITE_OK)
                 goto out_rollback;
+        for (size_t i = 0; i < n; i++)
+                note_gone(s, arr[i], strlen(arr[i]));
         if (n == 0) {
                 free(arr);
                 arr = NULL;
@@ -1349,6 +1721,7 @@ static int sq_list(struct kurz_store *store, const char *after, size_t limit,
                 goto out_free_links;
         st = c->st[ST_LIST];
         sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
+        pthread_rwlock_rdlock(&s->ulock);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
         while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
                 struct kurz_link *l = &links[n];
@@ -1371,10 +1744,11 @@ static int sq_list(struct kurz_store *store, const char *after, size_t limit,
                 l->url_len = ulen;
                 l->created_at = sqlite3_column_int64(st, 2);
                 l->expires_at = sqlite3_column_int64(st, 3);
-                l->clicks = sqlite3_column_int64(st, 4);
-                l->last_access = sqlite3_column_int64(st, 5);
+                add_unfolded(s, l->code, (size_t)clen, sqlite3_column_int64(st, 4),
+                             sqlite3_column_int64(st, 5), l);
                 n++;
         }
+        pthread_rwlock_unlock(&s->ulock);
         if (rc == SQLITE_DONE || rc == SQLITE_ROW)
                 rc = 0;
         else if (rc != -ENOMEM)
@@ -1473,6 +1847,46 @@ static int link_stats_read(struct conn *c, const char *code, size_t code_len, in
         return rc;
 }
 
+/* Adds the logged clicks of code to what link_stats_read found (timeline:
+ * STATS_DAYS entries, oldest first). Under ulock (read). */
+static void link_stats_unfolded(struct kurz_sqlite *s, const char *code, size_t len, int32_t today,
+                                struct kurz_link_stats *out)
+{
+        struct kurz_unfolded_sum u;
+
+        kurz_unfolded_sum(s->unf, code, len, &u);
+        if (u.total == 0)
+                return;
+        if (out->total_clicks == 0 || u.first_at < out->first_click)
+                out->first_click = u.first_at;
+        if (u.last_at > out->last_click)
+                out->last_click = u.last_at;
+        out->total_clicks += u.total;
+        for (size_t i = 0; i < u.ndays; i++) {
+                int32_t d = u.days[i].day;
+                int64_t n = u.days[i].clicks;
+                size_t j = 0;
+
+                if (d <= today - STATS_DAYS || d > today)
+                        continue;
+                out->clicks_month += n;
+                if (d > today - 7)
+                        out->clicks_week += n;
+                if (d == today)
+                        out->clicks_today += n;
+                while (j < out->ndays && out->timeline[j].day < d)
+                        j++;
+                if (j < out->ndays && out->timeline[j].day == d) {
+                        out->timeline[j].clicks += n;
+                } else if (out->ndays < STATS_DAYS) {
+                        memmove(&out->timeline[j + 1], &out->timeline[j],
+                                (out->ndays - j) * sizeof(*out->timeline));
+                        out->timeline[j] = (struct kurz_day_clicks){d, n};
+                        out->ndays++;
+                }
+        }
+}
+
 static int sq_stats_link(struct kurz_store *store, const char *code, size_t code_len, int32_t today,
                          struct kurz_link_stats *out)
 {
@@ -1486,14 +1900,20 @@ static int sq_stats_link(struct kurz_store *store, const char *code, size_t code
         rc = reader_get(s, &c);
         if (rc < 0)
                 return rc;
-        /* One snapshot: the totals and the rollup agree. */
+        /* One snapshot: the totals and the rollup agree, and with the
+         * logged clicks (a fold commits under the write lock). */
+        pthread_rwlock_rdlock(&s->ulock);
         rc = run(c, ST_BEGIN);
         if (rc != SQLITE_OK) {
+                pthread_rwlock_unlock(&s->ulock);
                 rc = db_err(c->db, rc, "link stats");
                 goto out_put;
         }
         rc = link_stats_read(c, code, code_len, today, out);
+        if (rc == 0)
+                link_stats_unfolded(s, code, code_len, today, out);
         run(c, ST_COMMIT);
+        pthread_rwlock_unlock(&s->ulock);
 out_put:
         reader_put(s, c);
         if (rc < 0) {
@@ -1520,8 +1940,10 @@ static int sq_stats_platform(struct kurz_store *store, int64_t now, int32_t toda
         rc = reader_get(s, &c);
         if (rc < 0)
                 return rc;
+        pthread_rwlock_rdlock(&s->ulock);
         rc = run(c, ST_BEGIN);
         if (rc != SQLITE_OK) {
+                pthread_rwlock_unlock(&s->ulock);
                 rc = db_err(c->db, rc, "platform stats");
                 goto out_put;
         }
@@ -1544,6 +1966,9 @@ static int sq_stats_platform(struct kurz_store *store, int64_t now, int32_t toda
                 rc = query_int64(c, ST_COUNT_EXPIRED, &expired, "count expired links");
         }
         run(c, ST_COMMIT);
+        out->total_clicks += kurz_unfolded_total(s->unf);
+        out->clicks_today += kurz_unfolded_day_total(s->unf, today);
+        pthread_rwlock_unlock(&s->ulock);
         out->active_urls = out->total_urls - expired;
         if (out->active_urls < 0)
                 out->active_urls = 0;
@@ -1573,6 +1998,12 @@ static void sq_close(struct kurz_store *store)
 
         if (!store)
                 return;
+        if (fold(s) < 0) /* a clean stop leaves no log; else the next open folds it */
+                kurz_warn("sqlite: logged clicks stay in clicks_log until the next start");
+        kurz_unfolded_free(s->unf);
+        kurz_unfolded_free(s->gone[0]);
+        kurz_unfolded_free(s->gone[1]);
+        pthread_rwlock_destroy(&s->ulock);
         for (c = s->all_readers; c; c = next) {
                 next = c->next_all;
                 conn_close(c);
@@ -1585,6 +2016,30 @@ static void sq_close(struct kurz_store *store)
         free(s->db_path);
         free(s->dir);
         free(s);
+}
+
+static int sq_metrics(struct kurz_store *store, struct kurz_buf *b)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        size_t rows;
+        uint64_t folds;
+        int rc;
+
+        pthread_rwlock_rdlock(&s->ulock);
+        rows = kurz_unfolded_rows(s->unf);
+        folds = s->folds;
+        pthread_rwlock_unlock(&s->ulock);
+        rc = kurz_buf_printf(b,
+                             "# HELP kurz_sqlite_clicks_unfolded (link, day) click counts logged"
+                             " but not yet folded into the daily rollup.\n"
+                             "# TYPE kurz_sqlite_clicks_unfolded gauge\n"
+                             "kurz_sqlite_clicks_unfolded %zu\n"
+                             "# HELP kurz_sqlite_click_folds_total Folds of the click log into"
+                             " the daily rollup.\n"
+                             "# TYPE kurz_sqlite_click_folds_total counter\n"
+                             "kurz_sqlite_click_folds_total %llu\n",
+                             rows, (unsigned long long)folds);
+        return rc ? -ENOMEM : 0;
 }
 
 static const struct kurz_store_ops sqlite_ops = {
@@ -1604,6 +2059,7 @@ static const struct kurz_store_ops sqlite_ops = {
     .close = sq_close,
     .stats_link = sq_stats_link,
     .stats_platform = sq_stats_platform,
+    .metrics = sq_metrics,
 };
 
 static char *db_path_of(const char *data_dir)
@@ -1698,6 +2154,33 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
         rc = conn_prepare(db, &s->w);
         if (rc < 0)
                 goto out_unlock;
+        s->shared = cfg->shared;
+        s->unf = kurz_unfolded_new();
+        s->gone[0] = kurz_unfolded_new();
+        s->gone[1] = kurz_unfolded_new();
+        if (!s->unf || !s->gone[0] || !s->gone[1]) {
+                rc = -ENOMEM;
+                goto out_free_unf;
+        }
+        s->gone_turned_ms = mono_ms();
+        {
+                pthread_rwlockattr_t a;
+
+                /* A flush or fold must not starve behind a stream of stats
+                 * reads. */
+                pthread_rwlockattr_init(&a);
+                pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+                pthread_rwlock_init(&s->ulock, &a);
+                pthread_rwlockattr_destroy(&a);
+        }
+        /* A server folds what a crash left in the log; an admin command
+         * beside a running server leaves it to that server. */
+        rc = s->shared ? 0 : replay_log(s);
+        if (rc < 0) {
+                kurz_error("sqlite: cannot fold the click log: %d", rc);
+                pthread_rwlock_destroy(&s->ulock);
+                goto out_free_unf;
+        }
         pthread_mutex_init(&s->mu, NULL);
         pthread_cond_init(&s->cv, NULL);
         s->store.ops = &sqlite_ops;
@@ -1705,6 +2188,11 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
         *out = &s->store; /* ownership passes to the caller */
         return 0;
 
+out_free_unf:
+        kurz_unfolded_free(s->unf);
+        kurz_unfolded_free(s->gone[0]);
+        kurz_unfolded_free(s->gone[1]);
+        conn_close(s->w);
 out_unlock:
         if (s->lock_fd >= 0)
                 close(s->lock_fd);

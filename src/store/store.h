@@ -120,7 +120,10 @@ struct kurz_store_ops {
         /* Deletes code. 0, KURZ_E_NOTFOUND, or an error. Writer thread. */
         int (*remove)(struct kurz_store *s, const char *code, size_t code_len);
         /* Adds click aggregates in one transaction (totals, last access and the
-         * per-day rollup). Writer thread. */
+         * per-day rollup); 0 means they are durable and every read counts
+         * them. A store may write them to the rollup later (SQLite logs them
+         * and folds the log once a minute): n == 0 (clicks NULL) does such
+         * deferred work when due. Writer thread. */
         int (*add_clicks)(struct kurz_store *s, const struct kurz_click *clicks, size_t n);
         /* Deletes up to batch links expired before now (and, when
          * unused_before > 0, links created and last accessed before it). Writes

@@ -1,8 +1,11 @@
 /* tests/unit/test_store_stats.c - the statistics ops of the SQLite store
  * (stats_link, stats_platform): windows of the daily rollup, first and last
- * click, platform counters kept by creates, deletes, cleanup and clicks, and
- * migrations 2 and 3 initialising them from data written before them. */
+ * click, platform counters kept by creates, deletes, cleanup and clicks,
+ * migrations 2 and 3 initialising them from data written before them, and
+ * the click log: logged clicks count in every read before they are folded,
+ * survive a crash, and fold at close and past its day bound. */
 #include <ftw.h>
+#include <sys/wait.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +13,7 @@
 #include <unistd.h>
 
 #include "store/sqlite.h"
+#include "store/unfolded.h"
 #include "test.h"
 #include "util/hash.h"
 
@@ -61,6 +65,26 @@ static void click(struct kurz_store *s, const char *code, int32_t day, int64_t n
 
         snprintf(k.code, sizeof(k.code), "%s", code);
         CHECK_EQ_INT(s->ops->add_clicks(s, &k, 1), 0);
+}
+
+/* The single integer a query on the file returns (-1 on error). */
+static long long query_file(const char *dir, const char *sql)
+{
+        char path[512];
+        sqlite3 *db;
+        sqlite3_stmt *st;
+        long long v = -1;
+
+        snprintf(path, sizeof(path), "%s/kurz.db", dir);
+        if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+                return -1;
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+                if (sqlite3_step(st) == SQLITE_ROW)
+                        v = sqlite3_column_int64(st, 0);
+                sqlite3_finalize(st);
+        }
+        sqlite3_close(db);
+        return v;
 }
 
 static void exec_file(const char *dir, const char *sql)
@@ -165,6 +189,7 @@ static void test_clicks_add_up_and_lookups(void)
 static void test_platform_counters(void)
 {
         char dir[256], a[KURZ_CODE_MAX + 1], b[KURZ_CODE_MAX + 1], c[KURZ_CODE_MAX + 1];
+        char del[KURZ_CODE_MAX + 1];
         char(*gone)[KURZ_CODE_MAX + 1] = NULL;
         struct kurz_platform_stats p;
         struct kurz_store *s;
@@ -180,7 +205,11 @@ static void test_platform_counters(void)
         create(s, "https://example.com/p3", 3000, c); /* expires at 3000 */
         click(s, a, TODAY, 5, 100);
         click(s, b, TODAY - 1, 7, 100);
-        click(s, "deleted-or-never", TODAY, 9, 100); /* not counted */
+        /* A link deleted after its clicks were counted, before they were
+         * written: they count nowhere. */
+        create(s, "https://example.com/p4", 0, del);
+        CHECK_EQ_INT(s->ops->remove(s, del, strlen(del)), 0);
+        click(s, del, TODAY, 9, 100);
         CHECK_EQ_INT(s->ops->stats_platform(s, 2000, TODAY, &p), 0);
         CHECK_EQ_INT(p.total_urls, 3);
         CHECK_EQ_INT(p.active_urls, 3);
@@ -304,6 +333,136 @@ static void test_migration_3_keeps_totals(void)
         s->ops->close(s);
 }
 
+/* Clicks a flush logged are in every read at once, added to what the
+ * rollup already holds for the same days; the rollup gets them at close. */
+static void test_logged_clicks_add_to_rollup(void)
+{
+        char dir[256], a[KURZ_CODE_MAX + 1];
+        struct kurz_link_stats st;
+        struct kurz_platform_stats p;
+        struct kurz_link l = {0}, *list = NULL;
+        struct kurz_store *s;
+        int64_t t1 = (int64_t)(TODAY - 1) * 86400 + 100, t2 = t1 + 50, t3 = (int64_t)TODAY * 86400;
+
+        new_dir(dir, sizeof(dir));
+        s = open_store(dir);
+        create(s, "https://example.com/log1", 0, a);
+        click(s, a, TODAY - 1, 3, t1);
+        s->ops->close(s); /* folds */
+        CHECK_EQ_INT(query_file(dir, "SELECT sum(clicks) FROM clicks_daily"), 3);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM clicks_log"), 0);
+        s = open_store(dir);
+        click(s, a, TODAY - 1, 2, t2);
+        click(s, a, TODAY, 4, t3);
+        /* logged, not folded */
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM clicks_log"), 2);
+        CHECK_EQ_INT(query_file(dir, "SELECT sum(clicks) FROM clicks_daily"), 3);
+        CHECK_EQ_INT(s->ops->stats_link(s, a, strlen(a), TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, 9);
+        CHECK_EQ_INT(st.clicks_today, 4);
+        CHECK_EQ_INT(st.clicks_week, 9);
+        CHECK_EQ_INT(st.first_click, t1);
+        CHECK_EQ_INT(st.last_click, t3);
+        CHECK_EQ_INT(st.ndays, 2);
+        if (st.ndays == 2) {
+                CHECK_EQ_INT(st.timeline[0].day, TODAY - 1);
+                CHECK_EQ_INT(st.timeline[0].clicks, 5);
+                CHECK_EQ_INT(st.timeline[1].day, TODAY);
+                CHECK_EQ_INT(st.timeline[1].clicks, 4);
+        }
+        free(st.timeline);
+        CHECK_EQ_INT(s->ops->lookup(s, a, strlen(a), &l), 0);
+        CHECK_EQ_INT(l.clicks, 9);
+        CHECK_EQ_INT(l.last_access, t3);
+        free(l.url);
+        CHECK_EQ_INT(s->ops->list(s, NULL, 10, &list), 1);
+        if (list) {
+                CHECK_EQ_INT(list[0].clicks, 9);
+                CHECK_EQ_INT(list[0].last_access, t3);
+                kurz_store_links_free(list, 1);
+        }
+        CHECK_EQ_INT(s->ops->stats_platform(s, 2000, TODAY, &p), 0);
+        CHECK_EQ_INT(p.total_clicks, 9);
+        CHECK_EQ_INT(p.clicks_today, 4);
+        s->ops->close(s);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM clicks_log"), 0);
+        CHECK_EQ_INT(query_file(dir, "SELECT clicks FROM clicks_daily WHERE day = 19999"), 5);
+        s = open_store(dir);
+        CHECK_EQ_INT(s->ops->stats_link(s, a, strlen(a), TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, 9);
+        CHECK_EQ_INT(st.first_click, t1);
+        CHECK_EQ_INT(st.last_click, t3);
+        free(st.timeline);
+        CHECK_EQ_INT(s->ops->stats_platform(s, 2000, TODAY, &p), 0);
+        CHECK_EQ_INT(p.total_clicks, 9);
+        s->ops->close(s);
+}
+
+/* A process that dies after a flush returned loses none of its clicks: the
+ * next open folds the log. */
+static void test_logged_clicks_survive_a_crash(void)
+{
+        char dir[256], a[KURZ_CODE_MAX + 1];
+        struct kurz_link_stats st;
+        struct kurz_store *s;
+        int status = 0;
+        pid_t pid;
+
+        new_dir(dir, sizeof(dir));
+        s = open_store(dir);
+        create(s, "https://example.com/crash", 0, a);
+        s->ops->close(s);
+        fflush(NULL);
+        pid = fork();
+        if (pid == 0) {
+                s = open_store(dir);
+                click(s, a, TODAY, 5, (int64_t)TODAY * 86400 + 9);
+                click(s, a, TODAY - 2, 2, (int64_t)(TODAY - 2) * 86400 + 9);
+                _exit(test_case_failed); /* no close: no fold */
+        }
+        CHECK(pid > 0);
+        CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM clicks_log"), 2);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM clicks_daily"), 0);
+        s = open_store(dir);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM clicks_log"), 0);
+        CHECK_EQ_INT(query_file(dir, "SELECT sum(clicks) FROM clicks_daily"), 7);
+        CHECK_EQ_INT(s->ops->stats_link(s, a, strlen(a), TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, 7);
+        CHECK_EQ_INT(st.clicks_today, 5);
+        CHECK_EQ_INT(st.ndays, 2);
+        free(st.timeline);
+        s->ops->close(s);
+}
+
+/* More distinct days than the table holds: the flush that brings one too
+ * many folds the others first; nothing is lost or counted twice. */
+static void test_logged_days_past_the_bound(void)
+{
+        char dir[256], a[KURZ_CODE_MAX + 1];
+        struct kurz_link_stats st;
+        struct kurz_store *s;
+        int days = 2 * KURZ_UNFOLDED_DAYS + 3;
+
+        new_dir(dir, sizeof(dir));
+        s = open_store(dir);
+        create(s, "https://example.com/days", 0, a);
+        for (int d = 0; d < days; d++)
+                click(s, a, TODAY - d, d + 1, (int64_t)(TODAY - d) * 86400 + 1);
+        CHECK(query_file(dir, "SELECT count(*) FROM clicks_daily") >= KURZ_UNFOLDED_DAYS);
+        CHECK_EQ_INT(s->ops->stats_link(s, a, strlen(a), TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, days * (days + 1) / 2);
+        CHECK_EQ_INT(st.ndays, days);
+        CHECK_EQ_INT(st.clicks_today, 1);
+        CHECK_EQ_INT(st.clicks_week, 1 + 2 + 3 + 4 + 5 + 6 + 7);
+        CHECK_EQ_INT(st.first_click, (int64_t)(TODAY - days + 1) * 86400 + 1);
+        free(st.timeline);
+        s->ops->close(s);
+        CHECK_EQ_INT(query_file(dir, "SELECT sum(clicks) FROM clicks_daily"),
+                     days * (days + 1) / 2);
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
         (void)sb;
@@ -323,6 +482,9 @@ int main(void)
         RUN(test_platform_counters);
         RUN(test_migration_initialises);
         RUN(test_migration_3_keeps_totals);
+        RUN(test_logged_clicks_add_to_rollup);
+        RUN(test_logged_clicks_survive_a_crash);
+        RUN(test_logged_days_past_the_bound);
         nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         TEST_END("store_stats");
 }
