@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,10 +36,16 @@
 #define STATS_DAYS      30 /* days of timeline a link's statistics report */
 /* Click folds (see store/unfolded.h): logged clicks reach clicks_daily at
  * least this often, and sooner once this many (code, day) rows wait. */
-#define FOLD_MS     60000
-#define FOLD_ROWS   (1u << 19)
-#define GONE_MAX    65536u /* deleted codes noted per FOLD_MS; past it, flushes check all */
-#define LOG_REC_MAX (1 + KURZ_CODE_MAX + 4 + 8 + 8) /* one click in a clicks_log batch */
+#define FOLD_MS   60000
+#define FOLD_ROWS (1u << 19)
+#define GONE_MAX  65536u /* deleted codes noted per GONE_MS; past it, flushes check all */
+/* A deleted code is remembered for GONE_MS to 2 x GONE_MS: clicks of it that
+ * a loop counted before the delete and flushes later (within one
+ * --click-flush-interval) are checked against links and dropped. */
+#define GONE_MS 600000
+/* wal_autocheckpoint of the writer, as set at open */
+#define WAL_AUTOCHECKPOINT 10000
+#define LOG_REC_MAX        (1 + KURZ_CODE_MAX + 4 + 8 + 8) /* one click in a clicks_log batch */
 
 /* Every statement a connection may run, prepared once when it opens. Write
  * statements are prepared on readers too (harmless: query_only makes them
@@ -275,9 +282,11 @@ struct kurz_sqlite {
          * here. The writer reads them without the lock. */
         pthread_rwlock_t ulock;
         struct kurz_unfolded *unf;
-        int64_t log_seq;      /* the last clicks_log row unf holds: writer thread */
-        int64_t last_fold_ms; /* monotonic: writer thread */
-        uint64_t folds;       /* under ulock */
+        int64_t log_seq;              /* the last clicks_log row written: writer thread */
+        bool log_dirty;               /* clicks_log may hold rows: writer thread */
+        int64_t last_fold_ms;         /* monotonic: writer thread */
+        _Atomic size_t unfolded_rows; /* for metrics, without the lock */
+        _Atomic uint64_t folds;
         /* Codes deleted in the last FOLD_MS or more, as rows of day 0 (two
          * generations, turned at most every FOLD_MS). A click is counted
          * for a link that existed (a redirect found it); a flush checks
@@ -1049,54 +1058,6 @@ out_fail_all:
         return KURZ_E_UNAVAILABLE;
 }
 
-static int fold(struct kurz_sqlite *s);
-static void note_gone(struct kurz_sqlite *s, const char *code, size_t len);
-static void turn_gone(struct kurz_sqlite *s);
-
-static int sq_remove(struct kurz_store *store, const char *code, size_t code_len)
-{
-        struct kurz_sqlite *s = to_sqlite(store);
-        struct conn *c = s->w;
-        int rc, changed;
-
-        if (code_len == 0 || code_len > KURZ_CODE_MAX)
-                return KURZ_E_NOTFOUND;
-        /* Its logged clicks go into clicks_daily first, to be deleted with
-         * it: none may outlive it (nor count for a link of the same code
-         * created later). */
-        if (kurz_unfolded_has(s->unf, code, code_len)) {
-                rc = fold(s);
-                if (rc < 0)
-                        return rc;
-        }
-        rc = run(c, ST_BEGIN_IMMEDIATE);
-        if (rc != SQLITE_OK)
-                return db_err(c->db, rc, "begin remove");
-        sqlite3_bind_text(c->st[ST_DELETE], 1, code, (int)code_len, SQLITE_STATIC);
-        rc = run(c, ST_DELETE);
-        if (rc != SQLITE_OK)
-                goto out_rollback;
-        changed = sqlite3_changes(c->db);
-        sqlite3_bind_text(c->st[ST_DELETE_DAILY], 1, code, (int)code_len, SQLITE_STATIC);
-        rc = run(c, ST_DELETE_DAILY);
-        if (rc != SQLITE_OK)
-                goto out_rollback;
-        rc = totals_add(c, -(int64_t)(changed > 0), 0);
-        if (rc != SQLITE_OK)
-                goto out_rollback;
-        rc = run(c, ST_COMMIT);
-        if (rc != SQLITE_OK)
-                goto out_rollback;
-        if (changed)
-                note_gone(s, code, code_len);
-        return changed ? 0 : KURZ_E_NOTFOUND;
-
-out_rollback:
-        rc = db_err(c->db, rc, "remove");
-        rollback(c);
-        return rc;
-}
-
 /* Sums a flush's clicks per day for the platform rollup (a flush spans one
  * or two days, rarely more): count > 0 adds to days[], writing the sums out
  * when it is full; count == 0 writes out whatever is held. */
@@ -1160,83 +1121,120 @@ static int click_row(struct conn *c, enum stmt_id id, const struct kurz_unfolded
         return run(c, id);
 }
 
+/* Adds rows (n, in order) to clicks_daily and their clicks to the platform
+ * counters, inside the open transaction. */
+static int apply_rows(struct conn *c, const struct kurz_unfolded_row *const *rows, size_t n)
+{
+        struct kurz_day_clicks days[PDAYS];
+        size_t ndays = 0;
+        int64_t total = 0;
+        int rc;
+
+        for (size_t i = 0; i < n; i++) {
+                rc = click_row(c, ST_CLICK_UPDATE, rows[i]);
+                if (rc == SQLITE_OK && sqlite3_changes(c->db) == 0)
+                        rc = click_row(c, ST_CLICK_DAILY, rows[i]);
+                if (rc != SQLITE_OK)
+                        return rc;
+                if (sqlite3_changes(c->db) == 0)
+                        continue; /* deleted since it was clicked */
+                total += rows[i]->count;
+                rc = pdaily_add(c, days, &ndays, rows[i]->day, rows[i]->count);
+                if (rc != SQLITE_OK)
+                        return rc;
+        }
+        rc = pdaily_add(c, days, &ndays, 0, 0); /* writes what is left */
+        return rc == SQLITE_OK ? totals_add(c, 0, total) : rc;
+}
+
+/* Commits the writer's open transaction and, under the write lock with it,
+ * lets after(s, arg) change what readers add from memory: a reader sees both
+ * or neither. A WAL checkpoint the commit would trigger is left to a later
+ * commit, outside the lock: only the commit's own fsync holds readers up. */
+static int commit_locked(struct kurz_sqlite *s, void (*after)(struct kurz_sqlite *, void *),
+                         void *arg)
+{
+        struct conn *c = s->w;
+        int rc;
+
+        sqlite3_wal_autocheckpoint(c->db, 0);
+        pthread_rwlock_wrlock(&s->ulock);
+        rc = run(c, ST_COMMIT);
+        if (rc == SQLITE_OK)
+                after(s, arg);
+        atomic_store(&s->unfolded_rows, kurz_unfolded_rows(s->unf));
+        pthread_rwlock_unlock(&s->ulock);
+        sqlite3_wal_autocheckpoint(c->db, WAL_AUTOCHECKPOINT);
+        return rc;
+}
+
+static void turn_gone(struct kurz_sqlite *s);
+
+static void after_fold(struct kurz_sqlite *s, void *arg)
+{
+        (void)arg;
+        kurz_unfolded_clear(s->unf);
+        atomic_fetch_add(&s->folds, 1);
+        s->log_dirty = false;
+        turn_gone(s);
+}
+
 /* Writes every logged click into clicks_daily and deletes the log they came
  * from, in one transaction; then forgets them. Writer thread. In code order,
  * consecutive writes land on the same b-tree pages (clicks_daily and links
- * are both keyed by code): far fewer page reads and WAL frames. */
+ * are both keyed by code): far fewer page reads and WAL frames. Unsorted if
+ * out of memory. */
 static int fold(struct kurz_sqlite *s)
 {
         struct conn *c = s->w;
         const struct kurz_unfolded_row *rows = kurz_unfolded_data(s->unf);
-        size_t n = kurz_unfolded_rows(s->unf), ndays = 0;
-        struct kurz_day_clicks days[PDAYS];
+        size_t n = kurz_unfolded_rows(s->unf);
         const struct kurz_unfolded_row **order;
-        int64_t total = 0;
         int rc;
 
         s->last_fold_ms = mono_ms();
-        if (n == 0 && s->log_seq == 0)
+        if (n == 0 && !s->log_dirty)
                 return 0;
         order = malloc((n ? n : 1) * sizeof(*order));
-        if (!order)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; order && i < n; i++)
                 order[i] = &rows[i];
-        qsort(order, n, sizeof(*order), row_cmp);
+        if (order)
+                qsort(order, n, sizeof(*order), row_cmp);
         rc = run(c, ST_BEGIN_IMMEDIATE);
         if (rc != SQLITE_OK) {
                 free(order);
                 return db_err(c->db, rc, "begin click fold");
         }
-        for (size_t i = 0; i < n; i++) {
-                rc = click_row(c, ST_CLICK_UPDATE, order[i]);
-                if (rc == SQLITE_OK && sqlite3_changes(c->db) == 0)
-                        rc = click_row(c, ST_CLICK_DAILY, order[i]);
-                if (rc != SQLITE_OK)
-                        goto out_rollback;
-                if (sqlite3_changes(c->db) == 0)
-                        continue; /* deleted since it was clicked */
-                total += order[i]->count;
-                rc = pdaily_add(c, days, &ndays, order[i]->day, order[i]->count);
-                if (rc != SQLITE_OK)
-                        goto out_rollback;
+        if (order) {
+                rc = apply_rows(c, order, n);
+        } else {
+                for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+                        const struct kurz_unfolded_row *r = &rows[i];
+
+                        rc = apply_rows(c, &r, 1);
+                }
         }
-        rc = pdaily_add(c, days, &ndays, 0, 0); /* writes what is left */
-        if (rc == SQLITE_OK)
-                rc = totals_add(c, 0, total);
+        free(order);
         if (rc == SQLITE_OK) {
                 sqlite3_bind_int64(c->st[ST_LOG_CLEAR], 1, s->log_seq);
                 rc = run(c, ST_LOG_CLEAR);
         }
-        if (rc != SQLITE_OK)
-                goto out_rollback;
-        pthread_rwlock_wrlock(&s->ulock);
-        rc = run(c, ST_COMMIT);
-        if (rc == SQLITE_OK) {
-                kurz_unfolded_clear(s->unf);
-                s->folds++;
-                turn_gone(s);
+        if (rc == SQLITE_OK)
+                rc = commit_locked(s, after_fold, NULL);
+        if (rc != SQLITE_OK) {
+                rc = db_err(c->db, rc, "click fold");
+                rollback(c);
         }
-        pthread_rwlock_unlock(&s->ulock);
-        if (rc != SQLITE_OK)
-                goto out_rollback;
-        free(order);
-        return 0;
-
-out_rollback:
-        free(order);
-        rc = db_err(c->db, rc, "click fold");
-        rollback(c);
         return rc;
 }
 
-/* Forgets the older generation of deleted codes, at most every FOLD_MS. */
+/* Forgets the older generation of deleted codes, at most every GONE_MS. */
 static void turn_gone(struct kurz_sqlite *s)
 {
         struct kurz_unfolded *t = s->gone[1];
         int64_t now = mono_ms();
 
-        if (now - s->gone_turned_ms < FOLD_MS)
+        if (now - s->gone_turned_ms < GONE_MS)
                 return;
         s->gone_turned_ms = now;
         kurz_unfolded_clear(t);
@@ -1249,8 +1247,8 @@ static void turn_gone(struct kurz_sqlite *s)
 /* Notes that code was deleted (after the commit that deleted it). */
 static void note_gone(struct kurz_sqlite *s, const char *code, size_t len)
 {
-        struct kurz_click k = {0};
-        struct kurz_unfolded_row r = {0};
+        struct kurz_click k = {.count = 1};
+        struct kurz_unfolded_row r = {.count = 1};
 
         if (len == 0 || len > KURZ_CODE_MAX)
                 return;
@@ -1331,6 +1329,124 @@ static int link_exists(struct kurz_sqlite *s, const char *code, size_t len, bool
         return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* Appends a clicks_log record of code at p: a click sum, or (count 0) a
+ * tombstone that tells a replay to forget the code's earlier records. */
+static uint8_t *put_record(uint8_t *p, const char *code, size_t len, int32_t day, int64_t count,
+                           int64_t at)
+{
+        *p++ = (uint8_t)len;
+        memcpy(p, code, len);
+        p = put_le(p + len, (uint32_t)day, 4);
+        p = put_le(p, (uint64_t)count, 8);
+        return put_le(p, (uint64_t)at, 8);
+}
+
+/* Appends the log row batch[0, len) inside the open transaction. */
+static int log_append(struct kurz_sqlite *s, const uint8_t *batch, size_t len)
+{
+        struct conn *c = s->w;
+        int rc;
+
+        sqlite3_bind_blob(c->st[ST_LOG_ADD], 1, batch, (int)len, SQLITE_STATIC);
+        rc = run(c, ST_LOG_ADD);
+        sqlite3_clear_bindings(c->st[ST_LOG_ADD]);
+        if (rc == SQLITE_OK) {
+                s->log_seq = sqlite3_last_insert_rowid(c->db);
+                s->log_dirty = true;
+        }
+        return rc;
+}
+
+/* Inside the open transaction that deletes the n codes: their logged clicks
+ * count for the platform (its history), as a fold would have counted them,
+ * and a tombstone per code in the log keeps a replay from adding them again.
+ * *any: whether one had logged clicks; the caller then forgets them
+ * (forget_codes) under the commit's lock. */
+static int drop_logged(struct kurz_sqlite *s, char (*codes)[KURZ_CODE_MAX + 1], size_t n, bool *any)
+{
+        struct conn *c = s->w;
+        struct kurz_day_clicks days[PDAYS];
+        size_t ndays = 0, k = 0;
+        int64_t total = 0;
+        uint8_t *batch = NULL, *p = NULL;
+        int rc = SQLITE_OK;
+
+        *any = false;
+        for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+                size_t len = strnlen(codes[i], sizeof(codes[i]));
+                struct kurz_unfolded_sum u;
+
+                if (!kurz_unfolded_has(s->unf, codes[i], len))
+                        continue;
+                if (!batch) {
+                        batch = malloc((n - i) * LOG_REC_MAX);
+                        if (!batch)
+                                return SQLITE_NOMEM;
+                        p = batch;
+                }
+                kurz_unfolded_sum(s->unf, codes[i], len, &u);
+                for (size_t d = 0; rc == SQLITE_OK && d < u.ndays; d++)
+                        rc = pdaily_add(c, days, &ndays, u.days[d].day, u.days[d].clicks);
+                total += u.total;
+                p = put_record(p, codes[i], len, 0, 0, 0);
+                k++;
+        }
+        if (rc == SQLITE_OK && k) {
+                rc = pdaily_add(c, days, &ndays, 0, 0);
+                if (rc == SQLITE_OK)
+                        rc = totals_add(c, 0, total);
+                if (rc == SQLITE_OK)
+                        rc = log_append(s, batch, (size_t)(p - batch));
+        }
+        free(batch);
+        *any = k > 0;
+        return rc;
+}
+
+struct codes_arg {
+        char (*codes)[KURZ_CODE_MAX + 1];
+        size_t n;
+};
+
+static void forget_codes(struct kurz_sqlite *s, void *arg)
+{
+        struct codes_arg *a = arg;
+
+        for (size_t i = 0; i < a->n; i++)
+                kurz_unfolded_remove(s->unf, a->codes[i],
+                                     strnlen(a->codes[i], sizeof(a->codes[i])));
+}
+
+/* A batch the table cannot take (more than KURZ_UNFOLDED_DAYS days at once):
+ * written to clicks_daily directly, as before the log existed. */
+static int add_clicks_direct(struct kurz_sqlite *s, const struct kurz_click *clicks, size_t n)
+{
+        struct conn *c = s->w;
+        struct kurz_unfolded_row r;
+        const struct kurz_unfolded_row *rp = &r;
+        int rc = run(c, ST_BEGIN_IMMEDIATE);
+
+        for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+                size_t len = strnlen(clicks[i].code, sizeof(clicks[i].code));
+
+                if (len == 0 || len > KURZ_CODE_MAX || clicks[i].count <= 0)
+                        continue;
+                memcpy(r.code, clicks[i].code, len);
+                r.code[len] = '\0';
+                r.day = clicks[i].day;
+                r.count = clicks[i].count;
+                r.first_at = r.last_at = clicks[i].last_access;
+                rc = apply_rows(c, &rp, 1);
+        }
+        if (rc == SQLITE_OK)
+                rc = run(c, ST_COMMIT);
+        if (rc != SQLITE_OK) {
+                rc = db_err(c->db, rc, "add clicks");
+                rollback(c);
+        }
+        return rc;
+}
+
 /* A flush: the clicks of links that exist are appended to clicks_log as one
  * row (durable when this returns 0) and added to the unfolded table; a fold
  * follows when one is due. n == 0 only folds when due (the service calls it
@@ -1355,6 +1471,8 @@ static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clic
                 pthread_rwlock_wrlock(&s->ulock);
                 rc = kurz_unfolded_reserve(s->unf, clicks, n);
                 pthread_rwlock_unlock(&s->ulock);
+                if (rc == -E2BIG) /* the batch alone spans more days */
+                        return add_clicks_direct(s, clicks, n);
         }
         if (rc < 0)
                 return rc;
@@ -1385,11 +1503,7 @@ static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clic
                         goto out_rollback;
                 if (!keep[i])
                         continue; /* deleted since it was clicked */
-                *p++ = (uint8_t)len;
-                memcpy(p, k->code, len);
-                p = put_le(p + len, (uint32_t)k->day, 4);
-                p = put_le(p, (uint64_t)k->count, 8);
-                p = put_le(p, (uint64_t)k->last_access, 8);
+                p = put_record(p, k->code, len, k->day, k->count, k->last_access);
         }
         if (p == batch) { /* nothing to log */
                 rollback(c);
@@ -1397,14 +1511,11 @@ static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clic
                 free(keep);
                 return fold_if_due(s);
         }
-        sqlite3_bind_blob(c->st[ST_LOG_ADD], 1, batch, (int)(p - batch), SQLITE_STATIC);
-        rc = run(c, ST_LOG_ADD);
-        sqlite3_clear_bindings(c->st[ST_LOG_ADD]);
+        rc = log_append(s, batch, (size_t)(p - batch));
         if (rc == SQLITE_OK)
                 rc = run(c, ST_COMMIT);
         if (rc != SQLITE_OK)
                 goto out_rollback;
-        s->log_seq = sqlite3_last_insert_rowid(c->db);
         pthread_rwlock_wrlock(&s->ulock);
         for (size_t i = 0; i < n; i++) {
                 struct kurz_unfolded_row r;
@@ -1418,6 +1529,7 @@ static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clic
                 r.first_at = r.last_at = clicks[i].last_access;
                 kurz_unfolded_add(s->unf, &r);
         }
+        atomic_store(&s->unfolded_rows, kurz_unfolded_rows(s->unf));
         pthread_rwlock_unlock(&s->ulock);
         free(batch);
         free(keep);
@@ -1431,24 +1543,34 @@ out_rollback:
         return rc;
 }
 
-/* Decodes a clicks_log batch into a malloc'ed array (*out, *n). */
+/* Decodes a clicks_log batch into a malloc'ed array (*out, *n). Records with
+ * a negative count, and a malformed tail, are skipped with a warning: kurz
+ * writes none, so the file was damaged. */
 static int log_decode(const uint8_t *p, size_t bytes, struct kurz_click **out, size_t *n)
 {
         const uint8_t *end = p + bytes;
         struct kurz_click *k = malloc((bytes / (1 + 1 + 4 + 8 + 8) + 1) * sizeof(*k));
         struct kurz_unfolded_row r;
+        size_t bad = 0;
 
         *n = 0;
         *out = k;
         if (!k)
                 return -ENOMEM;
         while (p && log_record(&p, end, &r)) {
+                if (r.count < 0) {
+                        bad++;
+                        continue;
+                }
                 memcpy(k[*n].code, r.code, sizeof(r.code));
                 k[*n].day = r.day;
                 k[*n].count = r.count;
                 k[*n].last_access = r.last_at;
                 (*n)++;
         }
+        if (bad || (p && p != end))
+                kurz_warn("sqlite: clicks_log: skipped %zu invalid records%s", bad,
+                          p && p != end ? " and a malformed tail" : "");
         return 0;
 }
 
@@ -1483,6 +1605,11 @@ static int replay_log(struct kurz_sqlite *s)
                 for (size_t i = 0; rc == 0 && i < n; i++) {
                         struct kurz_unfolded_row r;
 
+                        if (k[i].count == 0) { /* a tombstone: the link was deleted */
+                                kurz_unfolded_remove(s->unf, k[i].code,
+                                                     strnlen(k[i].code, sizeof(k[i].code)));
+                                continue;
+                        }
                         memcpy(r.code, k[i].code, sizeof(r.code));
                         r.day = k[i].day;
                         r.count = k[i].count;
@@ -1493,11 +1620,62 @@ static int replay_log(struct kurz_sqlite *s)
                 if (rc < 0)
                         return rc;
                 s->log_seq = seq;
+                s->log_dirty = true;
+                if (kurz_unfolded_rows(s->unf) >= FOLD_ROWS) {
+                        rc = fold(s);
+                        if (rc < 0)
+                                return rc;
+                }
         }
         sqlite3_reset(st);
         if (rc != SQLITE_DONE)
                 return db_err(c->db, rc, "read click log");
         return fold(s);
+}
+
+static int sq_remove(struct kurz_store *store, const char *code, size_t code_len)
+{
+        struct kurz_sqlite *s = to_sqlite(store);
+        struct conn *c = s->w;
+        char one[1][KURZ_CODE_MAX + 1] = {{0}};
+        struct codes_arg arg = {one, 1};
+        bool logged;
+        int rc, changed;
+
+        if (code_len == 0 || code_len > KURZ_CODE_MAX)
+                return KURZ_E_NOTFOUND;
+        memcpy(one[0], code, code_len);
+        rc = run(c, ST_BEGIN_IMMEDIATE);
+        if (rc != SQLITE_OK)
+                return db_err(c->db, rc, "begin remove");
+        sqlite3_bind_text(c->st[ST_DELETE], 1, code, (int)code_len, SQLITE_STATIC);
+        rc = run(c, ST_DELETE);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
+        changed = sqlite3_changes(c->db);
+        sqlite3_bind_text(c->st[ST_DELETE_DAILY], 1, code, (int)code_len, SQLITE_STATIC);
+        rc = run(c, ST_DELETE_DAILY);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
+        /* Its logged clicks go with it: none may outlive it, nor count for a
+         * link of the same code created later. */
+        rc = drop_logged(s, one, 1, &logged);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
+        rc = totals_add(c, -(int64_t)(changed > 0), 0);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
+        rc = logged ? commit_locked(s, forget_codes, &arg) : run(c, ST_COMMIT);
+        if (rc != SQLITE_OK)
+                goto out_rollback;
+        if (changed)
+                note_gone(s, code, code_len);
+        return changed ? 0 : KURZ_E_NOTFOUND;
+
+out_rollback:
+        rc = db_err(c->db, rc, "remove");
+        rollback(c);
+        return rc;
 }
 
 /* Appends the codes a SELECT of cleanup returns (at most limit) to *arr,
@@ -1559,6 +1737,8 @@ static int sq_cleanup(struct kurz_store *store, int64_t now, int64_t unused_befo
         struct conn *c = s->w;
         char(*arr)[KURZ_CODE_MAX + 1] = NULL;
         size_t n = 0, cap = 0, expired;
+        struct codes_arg arg;
+        bool logged = false;
         int rc;
 
         *codes = NULL;
@@ -1566,11 +1746,13 @@ static int sq_cleanup(struct kurz_store *store, int64_t now, int64_t unused_befo
                 return 0;
         if (batch > CLEANUP_MAX)
                 batch = CLEANUP_MAX;
-        /* Unused links are judged by their last click, and a deleted link's
-         * clicks must not outlive it: the log goes into clicks_daily first. */
-        rc = fold(s);
-        if (rc < 0)
-                return rc;
+        /* Unused links are judged by their last click: the log goes into
+         * clicks_daily first. */
+        if (unused_before > 0) {
+                rc = fold(s);
+                if (rc < 0)
+                        return rc;
+        }
         rc = run(c, ST_BEGIN_IMMEDIATE);
         if (rc != SQLITE_OK)
                 return db_err(c->db, rc, "begin cleanup");
@@ -1590,9 +1772,12 @@ static int sq_cleanup(struct kurz_store *store, int64_t now, int64_t unused_befo
                         goto out_rollback;
         }
         rc = totals_add(c, -(int64_t)n, 0);
+        if (rc == SQLITE_OK)
+                rc = drop_logged(s, arr, n, &logged);
         if (rc != SQLITE_OK)
                 goto out_rollback;
-        rc = run(c, ST_COMMIT);
+        arg = (struct codes_arg){arr, n};
+        rc = logged ? commit_locked(s, forget_codes, &arg) : run(c, ST_COMMIT);
         if (rc != SQLITE_OK)
                 goto out_rollback;
         for (size_t i = 0; i < n; i++)
@@ -2021,14 +2206,11 @@ static void sq_close(struct kurz_store *store)
 static int sq_metrics(struct kurz_store *store, struct kurz_buf *b)
 {
         struct kurz_sqlite *s = to_sqlite(store);
-        size_t rows;
-        uint64_t folds;
+        size_t rows = atomic_load(&s->unfolded_rows);
+        uint64_t folds = atomic_load(&s->folds);
         int rc;
 
-        pthread_rwlock_rdlock(&s->ulock);
-        rows = kurz_unfolded_rows(s->unf);
-        folds = s->folds;
-        pthread_rwlock_unlock(&s->ulock);
+        /* No lock: the HTTP loop thread serves /metrics. */
         rc = kurz_buf_printf(b,
                              "# HELP kurz_sqlite_clicks_unfolded (link, day) click counts logged"
                              " but not yet folded into the daily rollup.\n"

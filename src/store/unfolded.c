@@ -21,6 +21,7 @@ struct kurz_unfolded {
         struct kurz_day_clicks days[KURZ_UNFOLDED_DAYS]; /* per-day sums, unordered */
 };
 
+/* len <= KURZ_CODE_MAX (callers check). */
 static size_t slot_of(const struct kurz_unfolded *u, const char *code, size_t len, int32_t day)
 {
         uint8_t buf[KURZ_CODE_MAX + sizeof(day)];
@@ -30,19 +31,23 @@ static size_t slot_of(const struct kurz_unfolded *u, const char *code, size_t le
         return (size_t)kurz_siphash(u->key, buf, len + sizeof(day)) & u->mask;
 }
 
+/* code need not be NUL-terminated; a row's code is. */
 static bool row_is(const struct kurz_unfolded_row *r, const char *code, size_t len, int32_t day)
 {
-        return r->day == day && strncmp(r->code, code, sizeof(r->code)) == 0 &&
-               strnlen(r->code, sizeof(r->code)) == len;
+        return r->day == day && r->code[len] == '\0' && memcmp(r->code, code, len) == 0;
 }
 
 /* The row of (code, day), or NULL; *slot receives where it is or would go. */
 static struct kurz_unfolded_row *find(const struct kurz_unfolded *u, const char *code, size_t len,
                                       int32_t day, size_t *slot)
 {
-        size_t i = slot_of(u, code, len, day);
+        size_t i;
 
-        for (; u->slots[i]; i = (i + 1) & u->mask) {
+        if (len == 0 || len > KURZ_CODE_MAX) {
+                *slot = SIZE_MAX;
+                return NULL;
+        }
+        for (i = slot_of(u, code, len, day); u->slots[i]; i = (i + 1) & u->mask) {
                 struct kurz_unfolded_row *r = &u->rows[u->slots[i] - 1];
 
                 if (row_is(r, code, len, day)) {
@@ -97,7 +102,7 @@ int kurz_unfolded_reserve(struct kurz_unfolded *u, const struct kurz_click *k, s
         uint32_t *slots;
 
         for (size_t i = 0; i < n; i++) {
-                bool seen = has_day(u, k[i].day);
+                bool seen = k[i].count <= 0 || has_day(u, k[i].day);
 
                 for (size_t j = 0; !seen && j < nfresh; j++)
                         seen = fresh[j] == k[i].day;
@@ -151,6 +156,8 @@ void kurz_unfolded_add(struct kurz_unfolded *u, const struct kurz_unfolded_row *
         size_t len = strnlen(r->code, sizeof(r->code)), slot;
         struct kurz_unfolded_row *have = find(u, r->code, len, r->day, &slot);
 
+        if (slot == SIZE_MAX || r->count <= 0)
+                return; /* no such code */
         if (have) {
                 have->count += r->count;
                 if (r->first_at < have->first_at)
@@ -165,6 +172,55 @@ void kurz_unfolded_add(struct kurz_unfolded *u, const struct kurz_unfolded_row *
         }
         u->total += r->count;
         day_add(u, r->day, r->count);
+}
+
+/* Empties slot i of the index, moving later entries of its probe run back
+ * (linear probing without tombstones). */
+static void slot_delete(struct kurz_unfolded *u, size_t i)
+{
+        for (size_t j = (i + 1) & u->mask; u->slots[j]; j = (j + 1) & u->mask) {
+                const struct kurz_unfolded_row *r = &u->rows[u->slots[j] - 1];
+                size_t home = slot_of(u, r->code, strnlen(r->code, sizeof(r->code)), r->day);
+
+                /* the entry at j may fill i unless its home lies in (i, j] */
+                if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
+                        u->slots[i] = u->slots[j];
+                        i = j;
+                }
+        }
+        u->slots[i] = 0;
+}
+
+void kurz_unfolded_remove(struct kurz_unfolded *u, const char *code, size_t len)
+{
+        struct kurz_day_clicks days[KURZ_UNFOLDED_DAYS];
+        size_t ndays = u->ndays;
+
+        memcpy(days, u->days, sizeof(days));
+        for (size_t d = 0; d < ndays; d++) {
+                size_t slot, idx, last = u->n - 1, s2;
+                struct kurz_unfolded_row *r = find(u, code, len, days[d].day, &slot);
+
+                if (!r)
+                        continue;
+                idx = u->slots[slot] - 1;
+                u->total -= r->count;
+                for (size_t i = 0; i < u->ndays; i++) {
+                        if (u->days[i].day == r->day && (u->days[i].clicks -= r->count) <= 0) {
+                                u->days[i] = u->days[--u->ndays]; /* no row of it left */
+                                break;
+                        }
+                }
+                slot_delete(u, slot);
+                if (idx != last) { /* the last row fills the hole */
+                        const struct kurz_unfolded_row *l = &u->rows[last];
+
+                        find(u, l->code, strnlen(l->code, sizeof(l->code)), l->day, &s2);
+                        u->rows[idx] = *l;
+                        u->slots[s2] = (uint32_t)(idx + 1);
+                }
+                u->n--;
+        }
 }
 
 bool kurz_unfolded_has(const struct kurz_unfolded *u, const char *code, size_t len)
@@ -225,6 +281,26 @@ const struct kurz_unfolded_row *kurz_unfolded_data(const struct kurz_unfolded *u
 
 void kurz_unfolded_clear(struct kurz_unfolded *u)
 {
+        size_t cap = u->cap;
+
+        /* A table much larger than its last fill gives memory back. */
+        while (cap > 1024 && u->n < cap / 4)
+                cap /= 2;
+        if (cap < u->cap) {
+                struct kurz_unfolded_row *rows = realloc(u->rows, cap * sizeof(*rows));
+                uint32_t *slots = malloc(2 * cap * sizeof(*slots));
+
+                if (rows)
+                        u->rows = rows;
+                if (rows && slots) {
+                        free(u->slots);
+                        u->slots = slots;
+                        u->cap = cap;
+                        u->mask = 2 * cap - 1;
+                } else {
+                        free(slots); /* keep the larger table: still correct */
+                }
+        }
         memset(u->slots, 0, (u->mask + 1) * sizeof(*u->slots));
         u->n = 0;
         u->total = 0;

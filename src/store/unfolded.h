@@ -42,11 +42,15 @@ void kurz_unfolded_free(struct kurz_unfolded *u);
 
 /* Makes room for the n clicks of k: after 0, kurz_unfolded_add of any of them
  * cannot fail. -ENOMEM, or -E2BIG when they would bring the table past
- * KURZ_UNFOLDED_DAYS distinct days (fold first); the table is unchanged then. */
+ * KURZ_UNFOLDED_DAYS distinct days (fold first); the table is unchanged then.
+ * Clicks with count <= 0 are not added and need no room. */
 int kurz_unfolded_reserve(struct kurz_unfolded *u, const struct kurz_click *k, size_t n);
 /* Adds r: count to its (code, day) row, first_at and last_at widen the row's
- * bounds. Only after a kurz_unfolded_reserve that covered it. */
+ * bounds. Only after a kurz_unfolded_reserve that covered it; a row with
+ * count <= 0 or a code of no or too many characters is ignored. */
 void kurz_unfolded_add(struct kurz_unfolded *u, const struct kurz_unfolded_row *r);
+/* Removes every row of code (its clicks leave the totals too). */
+void kurz_unfolded_remove(struct kurz_unfolded *u, const char *code, size_t len);
 /* True when code has a row (of any day). */
 bool kurz_unfolded_has(const struct kurz_unfolded *u, const char *code, size_t len);
 /* Fills *out with what code has. */
@@ -59,6 +63,7 @@ int64_t kurz_unfolded_day_total(const struct kurz_unfolded *u, int32_t day);
 size_t kurz_unfolded_rows(const struct kurz_unfolded *u);
 /* The rows, in no particular order; valid until the next add or clear. */
 const struct kurz_unfolded_row *kurz_unfolded_data(const struct kurz_unfolded *u);
-/* Forgets every row (keeps the memory of a table that size for reuse). */
+/* Forgets every row; keeps the memory for reuse unless the table was filled
+ * to less than a quarter. */
 void kurz_unfolded_clear(struct kurz_unfolded *u);
 #endif

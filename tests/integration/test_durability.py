@@ -208,7 +208,9 @@ def test_flushed_clicks_survive_sigkill_before_the_fold(kurz):
     # A flush makes the clicks durable in the click log; the daily rollup
     # gets them up to a minute later. Reads count them from the flush on, and
     # a crash in between loses none: the next start folds the log.
-    s = kurz.start(["--create-rate-limit", "0", "--click-flush-interval", "1s"])
+    # No expiry cleanup: it would fold the log before the crash.
+    s = kurz.start(["--create-rate-limit", "0", "--click-flush-interval", "1s",
+                    "--cleanup-interval", "0"])
     a = create_ok(s.port, unique_url("log-a"))["shortCode"]
     b = create_ok(s.port, unique_url("log-b"))["shortCode"]
     _redirect_n(s.port, a, 23)

@@ -463,6 +463,78 @@ static void test_logged_days_past_the_bound(void)
                      days * (days + 1) / 2);
 }
 
+static void create_alias(struct kurz_store *s, const char *url, const char *alias)
+{
+        struct kurz_create it = {
+            .url = url,
+            .url_len = strlen(url),
+            .url_hash = kurz_hash(url, strlen(url)),
+            .alias = alias,
+            .created_at = 1000,
+        };
+
+        CHECK_EQ_INT(s->ops->create_batch(s, &it, 1, gen_fn, NULL), 0);
+        CHECK_EQ_INT(it.status, KURZ_CREATE_NEW);
+}
+
+/* A deleted link's logged clicks stay in the platform's history and count
+ * for no later link of the same code, also when a crash leaves the log for
+ * the next open to replay; a batch spanning more days than the table holds
+ * is written directly. */
+static void test_delete_forgets_logged_clicks(void)
+{
+        char dir[256];
+        struct kurz_link_stats st;
+        struct kurz_platform_stats p;
+        struct kurz_click k[KURZ_UNFOLDED_DAYS + 2];
+        struct kurz_store *s;
+        int status = 0;
+        pid_t pid;
+
+        new_dir(dir, sizeof(dir));
+        s = open_store(dir);
+        create_alias(s, "https://example.com/del1", "again");
+        s->ops->close(s);
+        fflush(NULL);
+        pid = fork();
+        if (pid == 0) {
+                s = open_store(dir);
+                click(s, "again", TODAY, 6, (int64_t)TODAY * 86400 + 1);
+                CHECK_EQ_INT(s->ops->remove(s, "again", 5), 0);
+                create_alias(s, "https://example.com/del2", "again");
+                CHECK_EQ_INT(s->ops->stats_link(s, "again", 5, TODAY, &st), 0);
+                CHECK_EQ_INT(st.total_clicks, 0);
+                free(st.timeline);
+                CHECK_EQ_INT(s->ops->stats_platform(s, 2000, TODAY, &p), 0);
+                CHECK_EQ_INT(p.total_clicks, 6);
+                click(s, "again", TODAY, 1, (int64_t)TODAY * 86400 + 2);
+                _exit(test_case_failed); /* no close: the log holds click, tombstone, click */
+        }
+        CHECK(pid > 0);
+        CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM clicks_log"), 3);
+        s = open_store(dir);
+        CHECK_EQ_INT(s->ops->stats_link(s, "again", 5, TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, 1);
+        free(st.timeline);
+        CHECK_EQ_INT(s->ops->stats_platform(s, 2000, TODAY, &p), 0);
+        CHECK_EQ_INT(p.total_clicks, 7);
+        CHECK_EQ_INT(p.total_urls, 1);
+        /* one batch of KURZ_UNFOLDED_DAYS + 2 days */
+        for (int i = 0; i < KURZ_UNFOLDED_DAYS + 2; i++)
+                k[i] = (struct kurz_click){.code = "again",
+                                           .day = TODAY - i,
+                                           .count = 2,
+                                           .last_access = (int64_t)(TODAY - i) * 86400};
+        CHECK_EQ_INT(s->ops->add_clicks(s, k, KURZ_UNFOLDED_DAYS + 2), 0);
+        CHECK_EQ_INT(s->ops->stats_link(s, "again", 5, TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, 1 + 2 * (KURZ_UNFOLDED_DAYS + 2));
+        CHECK_EQ_INT(st.ndays, KURZ_UNFOLDED_DAYS + 2);
+        free(st.timeline);
+        s->ops->close(s);
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
         (void)sb;
@@ -485,6 +557,7 @@ int main(void)
         RUN(test_logged_clicks_add_to_rollup);
         RUN(test_logged_clicks_survive_a_crash);
         RUN(test_logged_days_past_the_bound);
+        RUN(test_delete_forgets_logged_clicks);
         nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         TEST_END("store_stats");
 }

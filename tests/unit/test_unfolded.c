@@ -1,7 +1,8 @@
 /* tests/unit/test_unfolded.c - the table of logged, unfolded clicks: rows
  * merge per (code, day) and widen their first and last click, a code's sum
  * lists its days in order, totals per day and overall, the day bound refuses
- * a batch whole, growth keeps every row, clear empties it. */
+ * a batch whole, growth keeps every row, removal keeps the others findable,
+ * clear empties it. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,10 +141,65 @@ out:
         kurz_unfolded_free(u);
 }
 
+static void test_remove(void)
+{
+        enum { N = 20000 };
+        struct kurz_unfolded *u = kurz_unfolded_new();
+        struct kurz_unfolded_sum s;
+        char code[KURZ_CODE_MAX + 1];
+
+        CHECK(u != NULL);
+        if (!u)
+                return;
+        for (int i = 0; i < N; i++) {
+                snprintf(code, sizeof(code), "r%d", i);
+                add(u, row(code, 10, 1, i));
+                if (i % 3 == 0)
+                        add(u, row(code, 11, 2, i));
+        }
+        /* remove every other code (both its days): the rest stay findable
+         * through the index whose probe runs were shifted */
+        for (int i = 0; i < N; i += 2) {
+                snprintf(code, sizeof(code), "r%d", i);
+                kurz_unfolded_remove(u, code, strlen(code));
+        }
+        kurz_unfolded_remove(u, "absent", 6);
+        for (int i = 0; i < N; i++) {
+                snprintf(code, sizeof(code), "r%d", i);
+                kurz_unfolded_sum(u, code, strlen(code), &s);
+                if (i % 2 == 0)
+                        CHECK_EQ_INT(s.total, 0);
+                else
+                        CHECK_EQ_INT(s.total, i % 3 == 0 ? 3 : 1);
+        }
+        {
+                int64_t want = 0, want11 = 0, rows = 0;
+
+                for (int i = 1; i < N; i += 2) {
+                        want += i % 3 == 0 ? 3 : 1;
+                        want11 += i % 3 == 0 ? 2 : 0;
+                        rows += i % 3 == 0 ? 2 : 1;
+                }
+                CHECK_EQ_INT(kurz_unfolded_total(u), want);
+                CHECK_EQ_INT(kurz_unfolded_day_total(u, 11), want11);
+                CHECK_EQ_INT(kurz_unfolded_rows(u), rows);
+        }
+        /* a day whose last row goes frees its place in the day bound */
+        kurz_unfolded_clear(u);
+        add(u, row("only", 500, 1, 1));
+        kurz_unfolded_remove(u, "only", 4);
+        CHECK_EQ_INT(kurz_unfolded_day_total(u, 500), 0);
+        for (int d = 0; d < KURZ_UNFOLDED_DAYS; d++)
+                add(u, row("x", 1000 + d, 1, d));
+        CHECK_EQ_INT(kurz_unfolded_rows(u), KURZ_UNFOLDED_DAYS);
+        kurz_unfolded_free(u);
+}
+
 int main(void)
 {
         RUN(test_merge_and_sum);
         RUN(test_day_bound);
         RUN(test_growth);
+        RUN(test_remove);
         TEST_END("unfolded");
 }
