@@ -292,7 +292,11 @@ void kurz_api_create_run(struct kurz_service *s, struct kurz_http_exchange *x,
                               "(at most 100 years)";
                         goto out_bad;
                 }
-                expires_at = now + in->expires_in;
+                /* Expiry is kept in whole seconds and now is rounded down:
+                 * one second more keeps the link for at least expiresIn
+                 * seconds (a link of expiresIn 1 made at x.999 would
+                 * otherwise expire 1 ms later). */
+                expires_at = now + in->expires_in + 1;
                 explicit_expiry = true;
         } else if (in->expires_at.p) {
                 int64_t t;
