@@ -51,7 +51,7 @@ build/test/libkurz.a: $(TLIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-build/test/unit/%: tests/unit/%.c tests/unit/test.h build/test/libkurz.a
+build/test/unit/%: tests/unit/%.c tests/unit/test.h tests/unit/sqlite_file.h build/test/libkurz.a
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(SAN) $(CPPFLAGS) -Itests/unit -o $@ $< build/test/libkurz.a $(LIBS)
 
@@ -66,7 +66,7 @@ build/tsan/libkurz.a: $(TSLIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-build/tsan/unit/%: tests/unit/%.c tests/unit/test.h build/tsan/libkurz.a
+build/tsan/unit/%: tests/unit/%.c tests/unit/test.h tests/unit/sqlite_file.h build/tsan/libkurz.a
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(TSAN) $(CPPFLAGS) -Itests/unit -o $@ $< build/tsan/libkurz.a $(LIBS)
 
@@ -150,10 +150,10 @@ test-tsan: deps
 	tests/run build/tsan
 
 format:
-	clang-format -i $(SRC) $(shell find src -name '*.h') $(UNIT_SRC) tests/unit/test.h
+	clang-format -i $(SRC) $(shell find src -name '*.h') $(UNIT_SRC) tests/unit/test.h tests/unit/sqlite_file.h
 
 check-format:
-	clang-format --dry-run --Werror $(SRC) $(shell find src -name '*.h') $(UNIT_SRC) tests/unit/test.h
+	clang-format --dry-run --Werror $(SRC) $(shell find src -name '*.h') $(UNIT_SRC) tests/unit/test.h tests/unit/sqlite_file.h
 
 clean:
 	rm -rf build

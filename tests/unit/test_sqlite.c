@@ -15,6 +15,7 @@
 
 #include "store/sqlite.h"
 #include "test.h"
+#include "sqlite_file.h"
 #include "util/hash.h"
 
 static char root[] = "/tmp/kurz-test-sqlite-XXXXXX";
@@ -73,40 +74,6 @@ static struct kurz_create mk(const char *url, const char *alias, bool dedupe)
             .expires_at = 0,
             .dedupe = dedupe,
         };
-}
-
-/* Runs a query on the file directly and returns its single integer (or -1). */
-static long long query_file(const char *dir, const char *sql)
-{
-        char path[512];
-        sqlite3 *db;
-        sqlite3_stmt *st;
-        long long v = -1;
-
-        snprintf(path, sizeof(path), "%s/kurz.db", dir);
-        if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-                sqlite3_close(db);
-                return -1;
-        }
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-                if (sqlite3_step(st) == SQLITE_ROW)
-                        v = sqlite3_column_int64(st, 0);
-                sqlite3_finalize(st);
-        }
-        sqlite3_close(db);
-        return v;
-}
-
-static void exec_file(const char *dir, const char *sql)
-{
-        char path[512];
-        sqlite3 *db;
-
-        snprintf(path, sizeof(path), "%s/kurz.db", dir);
-        CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-        sqlite3_busy_timeout(db, 2000);
-        CHECK_EQ_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-        sqlite3_close(db);
 }
 
 static void test_migrate(void)

@@ -15,6 +15,7 @@
 #include "store/sqlite.h"
 #include "store/unfolded.h"
 #include "test.h"
+#include "sqlite_file.h"
 #include "util/hash.h"
 
 static char root[] = "/tmp/kurz-test-stats-XXXXXX";
@@ -65,37 +66,6 @@ static void click(struct kurz_store *s, const char *code, int32_t day, int64_t n
 
         snprintf(k.code, sizeof(k.code), "%s", code);
         CHECK_EQ_INT(s->ops->add_clicks(s, &k, 1), 0);
-}
-
-/* The single integer a query on the file returns (-1 on error). */
-static long long query_file(const char *dir, const char *sql)
-{
-        char path[512];
-        sqlite3 *db;
-        sqlite3_stmt *st;
-        long long v = -1;
-
-        snprintf(path, sizeof(path), "%s/kurz.db", dir);
-        if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-                return -1;
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-                if (sqlite3_step(st) == SQLITE_ROW)
-                        v = sqlite3_column_int64(st, 0);
-                sqlite3_finalize(st);
-        }
-        sqlite3_close(db);
-        return v;
-}
-
-static void exec_file(const char *dir, const char *sql)
-{
-        char path[512];
-        sqlite3 *db;
-
-        snprintf(path, sizeof(path), "%s/kurz.db", dir);
-        CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-        CHECK_EQ_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-        sqlite3_close(db);
 }
 
 #define TODAY 20000 /* a day number: 2024-10-04 */
