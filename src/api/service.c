@@ -468,7 +468,8 @@ static void service_free(struct kurz_service *s)
 
 static int service_open(struct kurz_service *s, const struct kurz_config *cfg)
 {
-        struct kurz_sqlite_config sc = {cfg->data_dir, cfg->store_threads + 2, 5000, false};
+        struct kurz_sqlite_config sc = {cfg->data_dir, cfg->store_threads + 2, 5000, false,
+                                        cfg->click_fold_ms};
         struct kurz_codegen_config gc = {0};
         struct kurz_writer_config wc = {0};
         struct kurz_l1_config lc = {0};

@@ -64,6 +64,8 @@ static const struct opt opts[] = {
      "every click reaches kurz and is counted)"},
     {"click-flush-interval", "KURZ_CLICK_FLUSH_INTERVAL", OPT_DUR, F(click_flush_ms),
      S(click_flush_ms), "how often click counts are written (default 5s)"},
+    {"click-fold-interval", "KURZ_CLICK_FOLD_INTERVAL", OPT_DUR, F(click_fold_ms), S(click_fold_ms),
+     "SQLite: how often the click log is folded into the daily rollup (default 60s)"},
     {"cleanup-interval", "KURZ_CLEANUP_INTERVAL", OPT_DUR, F(cleanup_interval_ms),
      S(cleanup_interval_ms), "how often expired links are deleted (default 1h, 0 = never)"},
     {"purge-unused-days", "KURZ_PURGE_UNUSED_DAYS", OPT_UINT, F(purge_unused_days),
@@ -153,6 +155,7 @@ void kurz_config_defaults(struct kurz_config *c)
         c->l1_negative_ttl_ms = 5000;
         c->default_expiry_ms = 365ULL * 86400 * 1000;
         c->click_flush_ms = 5000;
+        c->click_fold_ms = 60000;
         c->cleanup_interval_ms = 3600 * 1000;
         c->max_connections = 10000;
         c->max_body = 65536;
@@ -343,7 +346,8 @@ static int check(struct kurz_config *c, FILE *err)
                 fprintf(err, "kurz: HTTP limits are too small\n");
                 return -EINVAL;
         }
-        if (c->click_flush_ms == 0 || c->header_timeout_ms == 0 || c->idle_timeout_ms == 0) {
+        if (c->click_flush_ms == 0 || c->click_fold_ms == 0 || c->header_timeout_ms == 0 ||
+            c->idle_timeout_ms == 0) {
                 fprintf(err, "kurz: intervals and timeouts must be positive\n");
                 return -EINVAL;
         }

@@ -38,6 +38,7 @@ struct kurz_config {
         uint64_t default_expiry_ms; /* 0 = never */
         uint64_t redirect_max_age_ms;
         uint64_t click_flush_ms;
+        uint64_t click_fold_ms; /* SQLite: the click log reaches the daily rollup this often */
         uint64_t cleanup_interval_ms;
         unsigned purge_unused_days;
         size_t max_connections;

@@ -35,7 +35,8 @@
 #define PDAYS           8  /* distinct days one click flush sums in memory */
 #define STATS_DAYS      30 /* days of timeline a link's statistics report */
 /* Click folds (see store/unfolded.h): logged clicks reach clicks_daily at
- * least this often, and sooner once this many (code, day) rows wait. */
+ * least every fold_ms (--click-fold-interval, default FOLD_MS), and sooner
+ * once FOLD_ROWS (code, day) rows wait. */
 #define FOLD_MS   60000
 #define FOLD_ROWS (1u << 19)
 #define GONE_MAX  65536u /* deleted codes noted per GONE_MS; past it, flushes check all */
@@ -282,13 +283,14 @@ struct kurz_sqlite {
          * here. The writer reads them without the lock. */
         pthread_rwlock_t ulock;
         struct kurz_unfolded *unf;
-        int64_t log_seq;              /* the last clicks_log row written: writer thread */
-        bool log_dirty;               /* clicks_log may hold rows: writer thread */
-        int64_t last_fold_ms;         /* monotonic: writer thread */
+        int64_t log_seq;      /* the last clicks_log row written: writer thread */
+        bool log_dirty;       /* clicks_log may hold rows: writer thread */
+        int64_t last_fold_ms; /* monotonic: writer thread */
+        int64_t fold_ms;
         _Atomic size_t unfolded_rows; /* for metrics, without the lock */
         _Atomic uint64_t folds;
-        /* Codes deleted in the last FOLD_MS or more, as rows of day 0 (two
-         * generations, turned at most every FOLD_MS). A click is counted
+        /* Codes deleted in the last GONE_MS or more, as rows of day 0 (two
+         * generations, turned at most every GONE_MS). A click is counted
          * for a link that existed (a redirect found it); a flush checks
          * against links only the clicks of codes deleted since, or all of
          * them for two generations when too many were deleted to note.
@@ -1121,6 +1123,17 @@ static int click_row(struct conn *c, enum stmt_id id, const struct kurz_unfolded
         return run(c, id);
 }
 
+/* The row of click k: its clicks fell within [last_access, last_access]
+ * as far as a flush can tell (a flush keeps only the latest click time). */
+static void row_of(const struct kurz_click *k, struct kurz_unfolded_row *r)
+{
+        memcpy(r->code, k->code, sizeof(r->code));
+        r->code[KURZ_CODE_MAX] = '\0';
+        r->day = k->day;
+        r->count = k->count;
+        r->first_at = r->last_at = k->last_access;
+}
+
 /* Adds rows (n, in order) to clicks_daily and their clicks to the platform
  * counters, inside the open transaction. */
 static int apply_rows(struct conn *c, const struct kurz_unfolded_row *const *rows, size_t n)
@@ -1266,7 +1279,7 @@ static int fold_if_due(struct kurz_sqlite *s)
 {
         size_t n = kurz_unfolded_rows(s->unf);
 
-        if (n >= FOLD_ROWS || (n > 0 && mono_ms() - s->last_fold_ms >= FOLD_MS))
+        if (n >= FOLD_ROWS || (n > 0 && mono_ms() - s->last_fold_ms >= s->fold_ms))
                 return fold(s);
         return 0;
 }
@@ -1431,11 +1444,7 @@ static int add_clicks_direct(struct kurz_sqlite *s, const struct kurz_click *cli
 
                 if (len == 0 || len > KURZ_CODE_MAX || clicks[i].count <= 0)
                         continue;
-                memcpy(r.code, clicks[i].code, len);
-                r.code[len] = '\0';
-                r.day = clicks[i].day;
-                r.count = clicks[i].count;
-                r.first_at = r.last_at = clicks[i].last_access;
+                row_of(&clicks[i], &r);
                 rc = apply_rows(c, &rp, 1);
         }
         if (rc == SQLITE_OK)
@@ -1520,14 +1529,10 @@ static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clic
         for (size_t i = 0; i < n; i++) {
                 struct kurz_unfolded_row r;
 
-                if (!keep[i])
-                        continue;
-                memcpy(r.code, clicks[i].code, sizeof(r.code));
-                r.code[KURZ_CODE_MAX] = '\0';
-                r.day = clicks[i].day;
-                r.count = clicks[i].count;
-                r.first_at = r.last_at = clicks[i].last_access;
-                kurz_unfolded_add(s->unf, &r);
+                if (keep[i]) {
+                        row_of(&clicks[i], &r);
+                        kurz_unfolded_add(s->unf, &r);
+                }
         }
         atomic_store(&s->unfolded_rows, kurz_unfolded_rows(s->unf));
         pthread_rwlock_unlock(&s->ulock);
@@ -1610,10 +1615,7 @@ static int replay_log(struct kurz_sqlite *s)
                                                      strnlen(k[i].code, sizeof(k[i].code)));
                                 continue;
                         }
-                        memcpy(r.code, k[i].code, sizeof(r.code));
-                        r.day = k[i].day;
-                        r.count = k[i].count;
-                        r.first_at = r.last_at = k[i].last_access;
+                        row_of(&k[i], &r);
                         kurz_unfolded_add(s->unf, &r);
                 }
                 free(k);
@@ -2337,6 +2339,7 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
         if (rc < 0)
                 goto out_unlock;
         s->shared = cfg->shared;
+        s->fold_ms = cfg->fold_ms ? (int64_t)cfg->fold_ms : FOLD_MS;
         s->unf = kurz_unfolded_new();
         s->gone[0] = kurz_unfolded_new();
         s->gone[1] = kurz_unfolded_new();

@@ -242,6 +242,32 @@ def test_flushed_clicks_survive_sigkill_before_the_fold(kurz):
 
 
 @pytest.mark.sqlite_only("SQLite logs each click flush and folds the log into the rollup later")
+def test_idle_server_folds_its_click_log_on_time(kurz):
+    s = kurz.start(["--create-rate-limit", "0", "--click-flush-interval", "200ms",
+                    "--click-fold-interval", "1s", "--cleanup-interval", "0"])
+    a = create_ok(s.port, unique_url("fold-idle"))["shortCode"]
+    _redirect_n(s.port, a, 11)
+    deadline = time.time() + 10
+    while True:  # no more traffic: only the flush timer can bring the fold
+        m = metrics(s.port)
+        if (metric_sum(m, "kurz_sqlite_click_folds_total") >= 1
+                and metric_sum(m, "kurz_sqlite_clicks_unfolded") == 0):
+            break
+        assert time.time() < deadline, "click log not folded within 10 s: %r" % m
+        time.sleep(0.2)
+    assert get(s.port, "/api/v1/urls/" + a).json()["totalClicks"] == 11
+    st = get(s.port, "/api/v1/stats/url/" + a).json()
+    assert st["totalClicks"] == 11 and st["clicksToday"] == 11, st
+    assert get(s.port, "/api/v1/stats/platform").json()["totalClicks"] == 11
+
+
+def test_click_fold_interval_must_be_positive(kurz):
+    rc, out, err = kurz.run_expect_exit(["--listen", "127.0.0.1:%d" % free_port(),
+                                         "--click-fold-interval", "0"])
+    assert rc != 0 and "positive" in err, (rc, out, err)
+
+
+@pytest.mark.sqlite_only("SQLite logs each click flush and folds the log into the rollup later")
 def test_deleted_link_takes_its_logged_clicks_along(kurz):
     s = kurz.start(["--create-rate-limit", "0", "--click-flush-interval", "1s"])
     key = kurz.admin_key(s.data_dir)

@@ -43,19 +43,31 @@ static int gen_fn(void *arg, char *out, size_t cap)
         return 0;
 }
 
-/* Creates a link of url (expiring at expires_at) and copies its code. */
-static void create(struct kurz_store *s, const char *url, int64_t expires_at, char *code)
+/* Creates a link of url (expiring at expires_at, under alias or a
+ * generated code, deduplicated when without alias); returns what the store
+ * made of it. */
+static struct kurz_create make(struct kurz_store *s, const char *url, const char *alias,
+                               int64_t expires_at)
 {
         struct kurz_create it = {
             .url = url,
             .url_len = strlen(url),
             .url_hash = kurz_hash(url, strlen(url)),
+            .alias = alias,
             .created_at = 1000,
             .expires_at = expires_at,
-            .dedupe = true,
+            .dedupe = !alias,
         };
 
         CHECK_EQ_INT(s->ops->create_batch(s, &it, 1, gen_fn, NULL), 0);
+        return it;
+}
+
+/* Creates a link of url (expiring at expires_at) and copies its code. */
+static void create(struct kurz_store *s, const char *url, int64_t expires_at, char *code)
+{
+        struct kurz_create it = make(s, url, NULL, expires_at);
+
         CHECK(it.status == KURZ_CREATE_NEW || it.status == KURZ_CREATE_EXISTING);
         strcpy(code, it.code);
 }
@@ -435,16 +447,7 @@ static void test_logged_days_past_the_bound(void)
 
 static void create_alias(struct kurz_store *s, const char *url, const char *alias)
 {
-        struct kurz_create it = {
-            .url = url,
-            .url_len = strlen(url),
-            .url_hash = kurz_hash(url, strlen(url)),
-            .alias = alias,
-            .created_at = 1000,
-        };
-
-        CHECK_EQ_INT(s->ops->create_batch(s, &it, 1, gen_fn, NULL), 0);
-        CHECK_EQ_INT(it.status, KURZ_CREATE_NEW);
+        CHECK_EQ_INT(make(s, url, alias, 0).status, KURZ_CREATE_NEW);
 }
 
 /* A deleted link's logged clicks stay in the platform's history and count
@@ -505,6 +508,34 @@ static void test_delete_forgets_logged_clicks(void)
         s->ops->close(s);
 }
 
+/* The fold comes when due also without another click: the service calls
+ * add_clicks(NULL, 0) every flush interval. */
+static void test_fold_when_due(void)
+{
+        char dir[256], a[KURZ_CODE_MAX + 1];
+        struct kurz_sqlite_config cfg = {.readers = 2, .fold_ms = 200};
+        struct kurz_link_stats st;
+        struct kurz_store *s = NULL;
+
+        new_dir(dir, sizeof(dir));
+        cfg.data_dir = dir;
+        CHECK_EQ_INT(kurz_sqlite_open(&cfg, &s), 0);
+        if (!s)
+                return;
+        create(s, "https://example.com/due", 0, a);
+        click(s, a, TODAY, 3, (int64_t)TODAY * 86400);
+        CHECK_EQ_INT(s->ops->add_clicks(s, NULL, 0), 0); /* not due yet */
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM clicks_log"), 1);
+        usleep(250 * 1000);
+        CHECK_EQ_INT(s->ops->add_clicks(s, NULL, 0), 0);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM clicks_log"), 0);
+        CHECK_EQ_INT(query_file(dir, "SELECT sum(clicks) FROM clicks_daily"), 3);
+        CHECK_EQ_INT(s->ops->stats_link(s, a, strlen(a), TODAY, &st), 0);
+        CHECK_EQ_INT(st.total_clicks, 3); /* not twice: memory was emptied */
+        free(st.timeline);
+        s->ops->close(s);
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
         (void)sb;
@@ -528,6 +559,7 @@ int main(void)
         RUN(test_logged_clicks_survive_a_crash);
         RUN(test_logged_days_past_the_bound);
         RUN(test_delete_forgets_logged_clicks);
+        RUN(test_fold_when_due);
         nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         TEST_END("store_stats");
 }
