@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from kurztest import (REPO, TSAN, Raw, assert_error, auth, create, create_req, get,
-                      unique_url)
+from kurztest import (REPO, TSAN, Raw, assert_error, auth, create, create_req, get, metric_sum,
+                      metrics, unique_url)
 
 FAULT_BIN = os.environ.get("KURZ_FAULT_BIN") or str(REPO / "build" / "faults" / "kurz")
 
@@ -257,6 +257,58 @@ def test_io_errors_creates_503_nothing_acknowledged_lost(kurz):
     assert code, "create failed after the faults were disabled"
     acked[code] = url
     check_after_restart(kurz, s, key, acked, refused)
+
+
+@pytest.mark.skipif(shutil.which("fiu-run") is None, reason="fiu-utils is not installed")
+@pytest.mark.skipif(TSAN, reason="runs the release build; once is enough")
+@pytest.mark.sqlite_only("the click log and its folds are the SQLite store's")
+def test_failed_click_folds_lose_and_double_nothing(kurz):
+    """The SQLite click log is folded into the rollup once per
+    --click-fold-interval. While every fsync fails, folds fail: the logged
+    clicks stay counted once (from memory and the log), and the first fold
+    after the fault writes them, once."""
+    if not os.access(RELEASE_BIN, os.X_OK):
+        pytest.skip("no release build at %s" % RELEASE_BIN)
+    s = kurz.server(["--create-rate-limit", "0", "--click-flush-interval", "200ms",
+                     "--click-fold-interval", "500ms", "--cleanup-interval", "0"])
+    plain = s.command
+    s.command = lambda port: ["fiu-run", "-x", RELEASE_BIN] + plain(port)[1:]
+    s.start()
+    code = create_outcome(s.port, unique_url("fold-fault"))
+    assert code
+    for _ in range(7):
+        assert get(s.port, "/" + code).status == 302
+
+    def clicks():
+        return get(s.port, "/api/v1/urls/" + code).json()["totalClicks"]
+
+    def metric(name):
+        return metric_sum(metrics(s.port), name)
+
+    deadline = time.time() + 10
+    while clicks() != 7:  # flushed: in the log
+        assert time.time() < deadline, "clicks not flushed"
+        time.sleep(0.1)
+    fiu_ctrl(s.proc.pid, "enable name=posix/io/sync/fdatasync")
+    errors = metric("kurz_store_errors_total")
+    folds = metric("kurz_sqlite_click_folds_total")
+    deadline = time.time() + 10
+    while metric("kurz_store_errors_total") < errors + 2:  # folds tried and failed
+        assert time.time() < deadline, "no fold was tried during the fault"
+        time.sleep(0.1)
+    assert metric("kurz_sqlite_click_folds_total") == folds
+    assert clicks() == 7
+    assert get(s.port, "/api/v1/stats/platform").json()["totalClicks"] == 7
+    fiu_ctrl(s.proc.pid, "disable name=posix/io/sync/fdatasync")
+    deadline = time.time() + 10
+    while metric("kurz_sqlite_clicks_unfolded") != 0:
+        assert time.time() < deadline, "no fold after the fault"
+        time.sleep(0.1)
+    assert metric("kurz_sqlite_click_folds_total") > folds
+    assert clicks() == 7
+    s2 = kurz.restart(s)
+    assert get(s2.port, "/api/v1/urls/" + code).json()["totalClicks"] == 7
+    assert get(s2.port, "/api/v1/stats/platform").json()["totalClicks"] == 7
 
 
 # ---- allocation failures -----------------------------------------------------
