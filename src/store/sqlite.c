@@ -21,7 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ids/base62.h"
+#include "ids/perm.h"
 #include "store/unfolded.h"
+#include "store/urlmap.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -46,7 +49,11 @@
 #define GONE_MS 600000
 /* wal_autocheckpoint of the writer, as set at open */
 #define WAL_AUTOCHECKPOINT 10000
-#define LOG_REC_MAX        (1 + KURZ_CODE_MAX + 4 + 8 + 8) /* one click in a clicks_log batch */
+/* Index folds (see store/urlmap.h): the code and URL index entries of new
+ * links are written at least every fold_ms, and sooner once INDEX_FOLD_ROWS
+ * links wait (a list reads them all). */
+#define INDEX_FOLD_ROWS (1u << 16)
+#define LOG_REC_MAX     (1 + KURZ_CODE_MAX + 4 + 8 + 8) /* one click in a clicks_log batch */
 
 /* Every statement a connection may run, prepared once when it opens. Write
  * statements are prepared on readers too (harmless: query_only makes them
@@ -58,6 +65,7 @@ enum stmt_id {
         ST_ROLLBACK,
         ST_INSERT,
         ST_DEDUPE,
+        ST_DUP_ID,
         ST_DELETE,
         ST_DELETE_DAILY,
         ST_CLICK_UPDATE,
@@ -84,6 +92,10 @@ enum stmt_id {
         ST_LOG_NEXT,
         ST_LOG_CLEAR,
         ST_EXISTS,
+        ST_INDEX_CODES,
+        ST_INDEX_URLS,
+        ST_INDEX_DONE,
+        ST_UNINDEXED,
         ST_COUNT
 };
 
@@ -100,20 +112,33 @@ enum stmt_id {
         "coalesce((SELECT d.last_at FROM clicks_daily d WHERE d.code = " l ".code"                 \
         " ORDER BY d.day DESC LIMIT 1), 0)"
 
+/* The links row of code ?1 (schema 5): a code of the code generator is found
+ * by its row id ?10 (see code_key), any other through link_codes. */
+#define BY_CODE(l)                                                                                 \
+        l ".id = coalesce(?10, (SELECT c.id FROM link_codes c WHERE c.code = ?1)) AND " l          \
+          ".code = ?1"
+
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
     [ST_BEGIN] = "BEGIN",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_INSERT] = "INSERT INTO links(code, url, url_hash, created_at, expires_at, is_alias,"
-                  " dedupe) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* A code without a key gets the next negative id (a trigger adds it to
+     * link_codes, where a taken code fails the insert). */
+    [ST_INSERT] = "INSERT INTO links(id, code, url, url_hash, created_at, expires_at, is_alias,"
+                  " dedupe) VALUES(coalesce(?8, (SELECT min(coalesce(min(id), 0), 0) - 1 FROM"
+                  " links)), ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     /* url = ?2 compares bytes (BINARY collation): a url_hash collision
      * never merges two different URLs. Expiry is checked in C: a bound
      * value compared with expires_at would make SQLite re-prepare the
      * statement on every bind (it might enable the partial index). */
-    [ST_DEDUPE] = "SELECT code, created_at, expires_at FROM links WHERE url_hash = ?1 AND"
-                  " url = ?2 AND dedupe = 1 AND is_alias = 0",
-    [ST_DELETE] = "DELETE FROM links WHERE code = ?1",
+    [ST_DEDUPE] = "SELECT l.code, l.created_at, l.expires_at FROM link_urls u JOIN links l"
+                  " ON l.id = u.id WHERE u.url_hash = ?1 AND l.url = ?2 AND l.dedupe = 1"
+                  " AND l.is_alias = 0",
+    /* The same for one link not yet in link_urls (found in the urlmap). */
+    [ST_DUP_ID] = "SELECT code, created_at, expires_at FROM links WHERE id = ?3 AND"
+                  " url_hash = ?1 AND url = ?2 AND dedupe = 1 AND is_alias = 0",
+    [ST_DELETE] = "DELETE FROM links WHERE " BY_CODE("links"),
     [ST_DELETE_DAILY] = "DELETE FROM clicks_daily WHERE code = ?1",
     /* One row write per (code, day) of a flush, into the narrow rollup
      * only (make bench, section 1): the link's totals are derived from it.
@@ -126,9 +151,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CLICK_UPDATE] = "UPDATE clicks_daily SET clicks = clicks + ?3,"
                         " first_at = min(first_at, ?4), last_at = max(last_at, ?5)"
                         " WHERE code = ?1 AND day = ?2",
-    [ST_CLICK_DAILY] = "INSERT INTO clicks_daily(code, day, clicks, first_at, last_at)"
-                       " SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM links WHERE"
-                       " code = ?1)",
+    [ST_CLICK_DAILY] =
+        "INSERT INTO clicks_daily(code, day, clicks, first_at, last_at)"
+        " SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM links l WHERE " BY_CODE("l") ")",
     [ST_EXPIRED] = "SELECT code FROM links WHERE expires_at > 0 AND expires_at <= ?1"
                    " LIMIT ?2",
     [ST_UNUSED] = "SELECT code FROM links l WHERE created_at < ?1 AND " LAST_OF("l") " < ?1"
@@ -143,12 +168,16 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_KEY_ADD] = "INSERT INTO api_keys(hash, name, created_at) VALUES(?1, ?2, ?3)"
                    " ON CONFLICT(hash) DO UPDATE SET name = excluded.name",
     [ST_LOOKUP] = "SELECT url, created_at, expires_at, " CLICKS_OF("l") ", " LAST_OF(
-        "l") " FROM links l WHERE code = ?1",
+        "l") " FROM links l WHERE " BY_CODE("l"),
     /* A cold redirect's read: no totals (two index reads of clicks_daily). */
-    [ST_LOOKUP_TARGET] = "SELECT url, created_at, expires_at FROM links WHERE code = ?1",
+    [ST_LOOKUP_TARGET] = "SELECT url, created_at, expires_at FROM links l WHERE " BY_CODE("l"),
     [ST_KEY_CHECK] = "SELECT 1 FROM api_keys WHERE hash = ?1",
+    /* In code order: the first ?2 of link_codes, and the links not yet
+     * indexed there (at most about INDEX_FOLD_ROWS). */
     [ST_LIST] = "SELECT code, url, created_at, expires_at, " CLICKS_OF("l") ", " LAST_OF(
-        "l") " FROM links l WHERE code > ?1 ORDER BY code LIMIT ?2",
+        "l") " FROM links l WHERE l.id IN (SELECT id FROM (SELECT c.id FROM link_codes c"
+             " WHERE c.code > ?1 ORDER BY c.code LIMIT ?2) UNION ALL SELECT id FROM"
+             " links_unindexed) AND l.code > ?1 ORDER BY l.code LIMIT ?2",
     [ST_COUNT_TOTAL] = "SELECT count(*) FROM links",
     [ST_COUNT_EXPIRED] = "SELECT count(*) FROM links WHERE expires_at > 0 AND"
                          " expires_at <= ?1",
@@ -161,7 +190,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_PDAILY_ADD] = "INSERT INTO platform_daily(day, slot, clicks) VALUES(?1, 0, ?2)"
                       " ON CONFLICT(day, slot) DO UPDATE SET clicks = clicks + excluded.clicks",
     [ST_STATS_LINK] = "SELECT " CLICKS_OF("l") ", " FIRST_OF("l") ", " LAST_OF(
-        "l") " FROM links l WHERE code = ?1",
+        "l") " FROM links l WHERE " BY_CODE("l"),
     [ST_STATS_DAYS] = "SELECT day, clicks FROM clicks_daily WHERE code = ?1 AND day > ?2"
                       " AND day <= ?3 ORDER BY day",
     [ST_PLATFORM] = "SELECT coalesce(sum(links), 0), coalesce(sum(clicks), 0)"
@@ -171,7 +200,19 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LOG_ADD] = "INSERT INTO clicks_log(batch) VALUES(?1)",
     [ST_LOG_NEXT] = "SELECT seq, batch FROM clicks_log WHERE seq > ?1 ORDER BY seq LIMIT 1",
     [ST_LOG_CLEAR] = "DELETE FROM clicks_log WHERE seq <= ?1",
-    [ST_EXISTS] = "SELECT 1 FROM links WHERE code = ?1",
+    [ST_EXISTS] = "SELECT 1 FROM links l WHERE " BY_CODE("l"),
+    /* The index fold (schema 5): the code and URL index entries of every
+     * link created since the last one, written in key order. Codes without
+     * a key are in link_codes already. */
+    [ST_INDEX_CODES] = "INSERT OR IGNORE INTO link_codes(code, id) SELECT l.code, l.id FROM"
+                       " links_unindexed u JOIN links l ON l.id = u.id ORDER BY l.code",
+    [ST_INDEX_URLS] = "INSERT OR IGNORE INTO link_urls(url_hash, id) SELECT l.url_hash, l.id"
+                      " FROM links_unindexed u JOIN links l ON l.id = u.id WHERE"
+                      " l.dedupe = 1 AND l.is_alias = 0 ORDER BY l.url_hash, l.id",
+    [ST_INDEX_DONE] = "DELETE FROM links_unindexed",
+    /* What a start puts back into the urlmap. */
+    [ST_UNINDEXED] = "SELECT l.url_hash, l.id, l.dedupe = 1 AND l.is_alias = 0 FROM"
+                     " links_unindexed u JOIN links l ON l.id = u.id",
 };
 
 /* Migrations: migrations[i] takes the schema from version i to i + 1. Each
@@ -245,6 +286,45 @@ static const char *const migrations[] = {
      * to clicks_daily once a minute and deletes it (make bench, section 1).
      * Until then reads add the logged clicks from memory. */
     "CREATE TABLE IF NOT EXISTS clicks_log(seq INTEGER PRIMARY KEY, batch BLOB NOT NULL);",
+    /* 5: links keyed by an integer. A generated code's row id is the
+     * counter (or snowflake id) it encodes (kurz_link_id, see code_key), so
+     * a create appends to the table instead of writing a random leaf of it;
+     * other codes (aliases) get negative ids. link_codes (code order, for
+     * list and for codes without a key) and link_urls (dedupe) are written
+     * for new links by a periodic fold, in key order; links_unindexed lists
+     * the links a fold has yet to index (make bench, section 3). */
+    "CREATE TABLE links5("
+    " id INTEGER PRIMARY KEY,"
+    " code TEXT NOT NULL,"
+    " url TEXT NOT NULL,"
+    " url_hash INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL DEFAULT 0,"
+    " is_alias INTEGER NOT NULL DEFAULT 0,"
+    " dedupe INTEGER NOT NULL DEFAULT 0);"
+    "INSERT INTO links5 SELECT kurz_link_id(code), code, url, url_hash, created_at, expires_at,"
+    " is_alias, dedupe FROM links WHERE kurz_link_id(code) IS NOT NULL ORDER BY 1;"
+    "INSERT INTO links5 SELECT -row_number() OVER (ORDER BY code), code, url, url_hash,"
+    " created_at, expires_at, is_alias, dedupe FROM links WHERE kurz_link_id(code) IS NULL;"
+    "DROP TABLE links;"
+    "ALTER TABLE links5 RENAME TO links;"
+    "CREATE INDEX links_expires_at ON links(expires_at) WHERE expires_at > 0;"
+    "CREATE TABLE link_codes(code TEXT PRIMARY KEY, id INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO link_codes(code, id) SELECT code, id FROM links ORDER BY code;"
+    "CREATE TABLE link_urls(url_hash INTEGER NOT NULL, id INTEGER NOT NULL,"
+    " PRIMARY KEY(url_hash, id)) WITHOUT ROWID;"
+    "INSERT INTO link_urls(url_hash, id) SELECT url_hash, id FROM links"
+    " WHERE dedupe = 1 AND is_alias = 0 ORDER BY url_hash, id;"
+    "CREATE TABLE links_unindexed(id INTEGER PRIMARY KEY);"
+    "CREATE TRIGGER links_added AFTER INSERT ON links BEGIN"
+    " INSERT INTO links_unindexed(id) VALUES(new.id);"
+    " INSERT INTO link_codes(code, id) SELECT new.code, new.id WHERE new.id < 0;"
+    " END;"
+    "CREATE TRIGGER links_removed AFTER DELETE ON links BEGIN"
+    " DELETE FROM link_codes WHERE code = old.code;"
+    " DELETE FROM link_urls WHERE url_hash = old.url_hash AND id = old.id;"
+    " DELETE FROM links_unindexed WHERE id = old.id;"
+    " END;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == KURZ_SQLITE_SCHEMA_VERSION,
@@ -267,6 +347,7 @@ struct kurz_sqlite {
         unsigned busy_ms;
         struct conn *w; /* the write connection: writer thread only */
         uint8_t key[16];
+        struct kurz_perm perm; /* of key: code_key (immutable after open) */
         /* Writer thread only. A counter lease made inside a create batch is
          * undone when that transaction fails, but the code generator keeps
          * handing out the block: lease_end (the end of the highest lease) is
@@ -299,6 +380,14 @@ struct kurz_sqlite {
         int64_t gone_turned_ms;
         unsigned check_all;
         bool shared;
+        /* Links not yet in link_codes and link_urls (schema 5): the dedupe
+         * entries of those links, how many there are, when the index was
+         * last folded (or a fold tried). Writer thread; the count is also
+         * read by metrics. */
+        struct kurz_urlmap *recent;
+        _Atomic size_t unindexed;
+        int64_t last_index_fold_ms;
+        _Atomic uint64_t index_folds;
 
         pthread_mutex_t mu; /* guards the reader pool below */
         pthread_cond_t cv;  /* signalled when a reader is returned */
@@ -311,6 +400,52 @@ struct kurz_sqlite {
 static struct kurz_sqlite *to_sqlite(struct kurz_store *s)
 {
         return (struct kurz_sqlite *)s;
+}
+
+/* The row id of a code the code generator makes (schema 5): a 7-character
+ * base62 code is the counter whose permutation it is (the permutation is
+ * a bijection of [0, 62^7)); a longer canonical base62 code of a value of at
+ * least 62^7 is a snowflake id. Distinct codes get distinct keys, and
+ * consecutive creates ascending ones. -1 for any other code. */
+static int64_t code_key(const struct kurz_perm *p, const char *code, size_t len)
+{
+        uint64_t v;
+
+        if (kurz_base62_decode(code, len, &v) < 0)
+                return -1;
+        if (len == 7)
+                return (int64_t)kurz_perm_invert(p, v);
+        if (len > 7 && code[0] != '0' && v >= KURZ_PERM_DOMAIN && v <= (uint64_t)INT64_MAX)
+                return (int64_t)v;
+        return -1;
+}
+
+/* Binds code to ?1 and its key (or NULL) to ?10: see BY_CODE. */
+static void bind_code(const struct kurz_sqlite *s, sqlite3_stmt *st, const char *code, size_t len)
+{
+        int64_t key = code_key(&s->perm, code, len);
+
+        sqlite3_bind_text(st, 1, code, (int)len, SQLITE_STATIC);
+        if (key >= 0)
+                sqlite3_bind_int64(st, 10, key);
+        else
+                sqlite3_bind_null(st, 10);
+}
+
+/* kurz_link_id(code): code_key for the migration to schema 5, NULL for -1. */
+static void link_id_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+        const unsigned char *code = sqlite3_value_text(argv[0]);
+        int len = sqlite3_value_bytes(argv[0]);
+        int64_t key;
+
+        (void)argc;
+        key = code && len > 0 ? code_key(sqlite3_user_data(ctx), (const char *)code, (size_t)len)
+                              : -1;
+        if (key >= 0)
+                sqlite3_result_int64(ctx, key);
+        else
+                sqlite3_result_null(ctx);
 }
 
 /* Maps an SQLite result code to a kurz error. Failures of the storage itself
@@ -522,7 +657,7 @@ static int db_open(const char *path, unsigned busy_ms, bool reader, sqlite3 **ou
                                   * own gained less (11-13k) and was not kept. */
                                  : "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;"
                                    " PRAGMA journal_size_limit=67108864;"
-                                   " PRAGMA wal_autocheckpoint=10000;",
+                                   " PRAGMA wal_autocheckpoint=10000; PRAGMA cache_size=-65536;",
                           NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
                 rc = db_err(db, rc, "pragmas");
@@ -574,6 +709,29 @@ static int read_version(sqlite3 *db, int *version)
         return rc;
 }
 
+static int load_key(sqlite3 *db, uint8_t key[16]);
+
+/* Registers kurz_link_id on db with the file's permutation key (created
+ * here when the file has none yet). */
+static int add_link_id_fn(sqlite3 *db)
+{
+        struct kurz_perm *p = malloc(sizeof(*p));
+        uint8_t key[16];
+        int rc;
+
+        if (!p)
+                return -ENOMEM;
+        rc = load_key(db, key);
+        if (rc < 0) {
+                free(p);
+                return rc;
+        }
+        kurz_perm_init(p, key);
+        rc = sqlite3_create_function_v2(db, "kurz_link_id", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+                                        p, link_id_fn, NULL, NULL, free);
+        return rc == SQLITE_OK ? 0 : db_err(db, rc, "register kurz_link_id");
+}
+
 /* Applies the missing migrations, one transaction each, and stores the
  * resulting version in *version. Safe against a concurrent migrator: each
  * step re-reads the version under the write lock (BEGIN IMMEDIATE). */
@@ -613,6 +771,11 @@ static int migrate_db(sqlite3 *db, const char *path, int *version)
                                 goto out_rollback;
                         *version = cur;
                         return 0;
+                }
+                if (cur == 4) {
+                        rc = add_link_id_fn(db);
+                        if (rc < 0)
+                                goto out_rollback;
                 }
                 rc = exec_sql(db, migrations[cur], "migration");
                 if (rc < 0)
@@ -800,7 +963,7 @@ static int lookup_with(struct kurz_store *store, enum stmt_id id, const char *co
         if (rc < 0)
                 return rc;
         st = c->st[id];
-        sqlite3_bind_text(st, 1, code, (int)code_len, SQLITE_STATIC);
+        bind_code(s, st, code, code_len);
         if (id == ST_LOOKUP)
                 pthread_rwlock_rdlock(&s->ulock);
         rc = sqlite3_step(st);
@@ -865,27 +1028,39 @@ static void item_new(struct kurz_create *it)
         it->out_expires_at = it->expires_at;
 }
 
-/* Inserts it under it->code. Returns SQLITE_OK or the SQLite error. */
-static int insert_link(struct conn *c, const struct kurz_create *it, bool alias)
+/* Inserts it under it->code, and notes a deduplicable link in the urlmap.
+ * Returns SQLITE_OK or the SQLite error. */
+static int insert_link(struct kurz_sqlite *s, const struct kurz_create *it, bool alias)
 {
+        struct conn *c = s->w;
         sqlite3_stmt *st = c->st[ST_INSERT];
+        size_t len = strlen(it->code);
+        int64_t key = code_key(&s->perm, it->code, len);
+        int rc;
 
-        sqlite3_bind_text(st, 1, it->code, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, it->code, (int)len, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, it->url, (int)it->url_len, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)it->url_hash);
         sqlite3_bind_int64(st, 4, it->created_at);
         sqlite3_bind_int64(st, 5, it->expires_at);
         sqlite3_bind_int(st, 6, alias);
         sqlite3_bind_int(st, 7, !alias && it->dedupe);
-        return run(c, ST_INSERT);
+        if (key >= 0)
+                sqlite3_bind_int64(st, 8, key);
+        else
+                sqlite3_bind_null(st, 8);
+        rc = run(c, ST_INSERT);
+        if (rc == SQLITE_OK && !alias && it->dedupe &&
+            kurz_urlmap_add(s->recent, it->url_hash, sqlite3_last_insert_rowid(c->db)) < 0)
+                rc = SQLITE_NOMEM;
+        return rc;
 }
 
-/* Looks for a live deduplicable link of the same URL. Returns SQLITE_ROW
- * and fills it (EXISTING) when found, SQLITE_DONE when not, or the SQLite
- * error. */
-static int find_dup(struct conn *c, struct kurz_create *it)
+/* Steps st (ST_DEDUPE or ST_DUP_ID, bound) to the first live link of it's
+ * URL. Returns SQLITE_ROW and fills it (EXISTING) when found, SQLITE_DONE
+ * when not, or the SQLite error. */
+static int dup_step(sqlite3_stmt *st, struct kurz_create *it)
 {
-        sqlite3_stmt *st = c->st[ST_DEDUPE];
         int rc;
 
         sqlite3_bind_int64(st, 1, (sqlite3_int64)it->url_hash);
@@ -909,6 +1084,24 @@ static int find_dup(struct conn *c, struct kurz_create *it)
         return rc;
 }
 
+/* Looks for a live deduplicable link of the same URL: among the links not
+ * yet indexed (the urlmap), then in link_urls. */
+static int find_dup(struct kurz_sqlite *s, struct kurz_create *it)
+{
+        struct conn *c = s->w;
+        size_t cur = 0;
+        int64_t id;
+        int rc;
+
+        while (kurz_urlmap_next(s->recent, it->url_hash, &cur, &id)) {
+                sqlite3_bind_int64(c->st[ST_DUP_ID], 3, id);
+                rc = dup_step(c->st[ST_DUP_ID], it);
+                if (rc != SQLITE_DONE)
+                        return rc;
+        }
+        return dup_step(c->st[ST_DEDUPE], it);
+}
+
 /* An insert or query of one item failed with rc: the item fails alone when
  * the error is local to the statement; otherwise returns the batch error. */
 static int item_error(struct conn *c, struct kurz_create *it, int rc, const char *what)
@@ -923,8 +1116,10 @@ static int item_error(struct conn *c, struct kurz_create *it, int rc, const char
 /* Stores one item inside the open batch transaction. Returns 0 when the item
  * got its status (including a per-item FAILED), or a negative error that
  * fails the whole batch. */
-static int create_one(struct conn *c, struct kurz_create *it, kurz_code_fn gen, void *gen_arg)
+static int create_one(struct kurz_sqlite *s, struct kurz_create *it, kurz_code_fn gen,
+                      void *gen_arg)
 {
+        struct conn *c = s->w;
         size_t len;
         int rc;
 
@@ -939,7 +1134,7 @@ static int create_one(struct conn *c, struct kurz_create *it, kurz_code_fn gen, 
                         return 0;
                 }
                 memcpy(it->code, it->alias, len + 1);
-                rc = insert_link(c, it, true);
+                rc = insert_link(s, it, true);
                 if (rc == SQLITE_OK) {
                         item_new(it);
                         return 0;
@@ -951,7 +1146,7 @@ static int create_one(struct conn *c, struct kurz_create *it, kurz_code_fn gen, 
                 return item_error(c, it, rc, "insert alias");
         }
         if (it->dedupe) {
-                rc = find_dup(c, it);
+                rc = find_dup(s, it);
                 if (rc == SQLITE_ROW)
                         return 0;
                 if (rc != SQLITE_DONE)
@@ -974,7 +1169,7 @@ static int create_one(struct conn *c, struct kurz_create *it, kurz_code_fn gen, 
                         item_fail(it, -EINVAL);
                         return 0;
                 }
-                rc = insert_link(c, it, false);
+                rc = insert_link(s, it, false);
                 if (rc == SQLITE_OK) {
                         item_new(it);
                         return 0;
@@ -992,11 +1187,14 @@ static int create_one(struct conn *c, struct kurz_create *it, kurz_code_fn gen, 
         return 0;
 }
 
+static int index_fold_if_due(struct kurz_sqlite *s);
+
 static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, size_t n,
                            kurz_code_fn gen, void *gen_arg)
 {
         struct kurz_sqlite *s = to_sqlite(store);
         struct conn *c = s->w;
+        size_t mark;
         int64_t created = 0;
         int rc;
 
@@ -1008,6 +1206,11 @@ static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, 
                 items[i].code[0] = '\0';
         }
         s->lease_in_tx = false;
+        /* Before the batch, not after: the previous batch's answers do not
+         * wait for it. A failed fold is retried later. */
+        if (s->unindexed >= INDEX_FOLD_ROWS)
+                (void)index_fold_if_due(s);
+        mark = kurz_urlmap_size(s->recent); /* what a rollback goes back to */
         rc = run(c, ST_BEGIN_IMMEDIATE);
         if (rc != SQLITE_OK) {
                 db_err(c->db, rc, "begin create batch");
@@ -1022,7 +1225,7 @@ static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, 
                 }
         }
         for (size_t i = 0; i < n; i++) {
-                rc = create_one(c, &items[i], gen, gen_arg);
+                rc = create_one(s, &items[i], gen, gen_arg);
                 if (rc < 0)
                         goto out_rollback;
                 /* SQLite rolls the transaction back by itself on some errors
@@ -1046,11 +1249,13 @@ static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, 
         }
         s->lease_unsaved = false; /* stored by this commit (floor or lease) */
         s->lease_in_tx = false;
+        s->unindexed += (size_t)created;
         return 0;
 
 out_rollback:
         rollback(c);
 out_fail_all:
+        kurz_urlmap_truncate(s->recent, mark);
         if (s->lease_in_tx)
                 s->lease_unsaved = true;
         s->lease_in_tx = false;
@@ -1111,11 +1316,16 @@ static int row_cmp(const void *a, const void *b)
 
 /* Adds row r to its (code, day) row of clicks_daily with statement id
  * (ST_CLICK_UPDATE or ST_CLICK_DAILY). */
-static int click_row(struct conn *c, enum stmt_id id, const struct kurz_unfolded_row *r)
+static int click_row(struct kurz_sqlite *s, enum stmt_id id, const struct kurz_unfolded_row *r)
 {
+        struct conn *c = s->w;
         sqlite3_stmt *st = c->st[id];
 
-        sqlite3_bind_text(st, 1, r->code, (int)strnlen(r->code, sizeof(r->code)), SQLITE_STATIC);
+        if (id == ST_CLICK_DAILY)
+                bind_code(s, st, r->code, strnlen(r->code, sizeof(r->code)));
+        else
+                sqlite3_bind_text(st, 1, r->code, (int)strnlen(r->code, sizeof(r->code)),
+                                  SQLITE_STATIC);
         sqlite3_bind_int(st, 2, r->day);
         sqlite3_bind_int64(st, 3, r->count);
         sqlite3_bind_int64(st, 4, r->first_at);
@@ -1136,17 +1346,18 @@ static void row_of(const struct kurz_click *k, struct kurz_unfolded_row *r)
 
 /* Adds rows (n, in order) to clicks_daily and their clicks to the platform
  * counters, inside the open transaction. */
-static int apply_rows(struct conn *c, const struct kurz_unfolded_row *const *rows, size_t n)
+static int apply_rows(struct kurz_sqlite *s, const struct kurz_unfolded_row *const *rows, size_t n)
 {
+        struct conn *c = s->w;
         struct kurz_day_clicks days[PDAYS];
         size_t ndays = 0;
         int64_t total = 0;
         int rc;
 
         for (size_t i = 0; i < n; i++) {
-                rc = click_row(c, ST_CLICK_UPDATE, rows[i]);
+                rc = click_row(s, ST_CLICK_UPDATE, rows[i]);
                 if (rc == SQLITE_OK && sqlite3_changes(c->db) == 0)
-                        rc = click_row(c, ST_CLICK_DAILY, rows[i]);
+                        rc = click_row(s, ST_CLICK_DAILY, rows[i]);
                 if (rc != SQLITE_OK)
                         return rc;
                 if (sqlite3_changes(c->db) == 0)
@@ -1219,12 +1430,12 @@ static int fold(struct kurz_sqlite *s)
                 return db_err(c->db, rc, "begin click fold");
         }
         if (order) {
-                rc = apply_rows(c, order, n);
+                rc = apply_rows(s, order, n);
         } else {
                 for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
                         const struct kurz_unfolded_row *r = &rows[i];
 
-                        rc = apply_rows(c, &r, 1);
+                        rc = apply_rows(s, &r, 1);
                 }
         }
         free(order);
@@ -1273,6 +1484,41 @@ static void note_gone(struct kurz_sqlite *s, const char *code, size_t len)
                 return;
         }
         kurz_unfolded_add(s->gone[0], &r);
+}
+
+/* Writes the code and URL index entries of the links created since the
+ * last index fold, in one transaction, when fold_ms has passed since the last
+ * one or INDEX_FOLD_ROWS links wait (then at most once a second: a failing
+ * fold is not retried after every batch). Writer thread. */
+static int index_fold_if_due(struct kurz_sqlite *s)
+{
+        struct conn *c = s->w;
+        int64_t now = mono_ms(), since = now - s->last_index_fold_ms;
+        size_t n = s->unindexed;
+        int rc;
+
+        if (n == 0 || since < (n >= INDEX_FOLD_ROWS ? 1000 : s->fold_ms))
+                return 0;
+        s->last_index_fold_ms = now;
+        rc = run(c, ST_BEGIN_IMMEDIATE);
+        if (rc == SQLITE_OK)
+                rc = run(c, ST_INDEX_CODES);
+        if (rc == SQLITE_OK)
+                rc = run(c, ST_INDEX_URLS);
+        if (rc == SQLITE_OK)
+                rc = run(c, ST_INDEX_DONE);
+        if (rc == SQLITE_OK)
+                rc = run(c, ST_COMMIT);
+        if (rc != SQLITE_OK) {
+                rc = db_err(c->db, rc, "index fold");
+                rollback(c);
+                return rc;
+        }
+        kurz_urlmap_clear(s->recent);
+        kurz_debug("sqlite: index fold of %zu links took %lld ms", n, (long long)(mono_ms() - now));
+        s->unindexed = 0;
+        s->index_folds++;
+        return 0;
 }
 
 static int fold_if_due(struct kurz_sqlite *s)
@@ -1335,7 +1581,7 @@ static int link_exists(struct kurz_sqlite *s, const char *code, size_t len, bool
                 *yes = true;
                 return SQLITE_OK;
         }
-        sqlite3_bind_text(st, 1, code, (int)len, SQLITE_STATIC);
+        bind_code(s, st, code, len);
         rc = sqlite3_step(st);
         sqlite3_reset(st);
         *yes = rc == SQLITE_ROW;
@@ -1445,7 +1691,7 @@ static int add_clicks_direct(struct kurz_sqlite *s, const struct kurz_click *cli
                 if (len == 0 || len > KURZ_CODE_MAX || clicks[i].count <= 0)
                         continue;
                 row_of(&clicks[i], &r);
-                rc = apply_rows(c, &rp, 1);
+                rc = apply_rows(s, &rp, 1);
         }
         if (rc == SQLITE_OK)
                 rc = run(c, ST_COMMIT);
@@ -1468,8 +1714,12 @@ static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clic
         bool *keep;
         int rc;
 
-        if (n == 0)
-                return fold_if_due(s);
+        if (n == 0) {
+                int irc = index_fold_if_due(s);
+
+                rc = fold_if_due(s);
+                return rc < 0 ? rc : irc;
+        }
         pthread_rwlock_wrlock(&s->ulock);
         rc = kurz_unfolded_reserve(s->unf, clicks, n);
         pthread_rwlock_unlock(&s->ulock);
@@ -1650,7 +1900,7 @@ static int sq_remove(struct kurz_store *store, const char *code, size_t code_len
         rc = run(c, ST_BEGIN_IMMEDIATE);
         if (rc != SQLITE_OK)
                 return db_err(c->db, rc, "begin remove");
-        sqlite3_bind_text(c->st[ST_DELETE], 1, code, (int)code_len, SQLITE_STATIC);
+        bind_code(s, c->st[ST_DELETE], code, code_len);
         rc = run(c, ST_DELETE);
         if (rc != SQLITE_OK)
                 goto out_rollback;
@@ -1715,12 +1965,14 @@ static int collect_codes(struct conn *c, enum stmt_id id, int64_t t, size_t limi
 }
 
 /* Deletes codes[from..to) and their daily click rows. */
-static int delete_codes(struct conn *c, char (*codes)[KURZ_CODE_MAX + 1], size_t from, size_t to)
+static int delete_codes(struct kurz_sqlite *s, char (*codes)[KURZ_CODE_MAX + 1], size_t from,
+                        size_t to)
 {
+        struct conn *c = s->w;
         int rc;
 
         for (size_t i = from; i < to; i++) {
-                sqlite3_bind_text(c->st[ST_DELETE], 1, codes[i], -1, SQLITE_STATIC);
+                bind_code(s, c->st[ST_DELETE], codes[i], strlen(codes[i]));
                 rc = run(c, ST_DELETE);
                 if (rc != SQLITE_OK)
                         return rc;
@@ -1761,7 +2013,7 @@ static int sq_cleanup(struct kurz_store *store, int64_t now, int64_t unused_befo
         rc = collect_codes(c, ST_EXPIRED, now, batch, &arr, &n, &cap);
         if (rc != SQLITE_OK)
                 goto out_rollback;
-        rc = delete_codes(c, arr, 0, n);
+        rc = delete_codes(s, arr, 0, n);
         if (rc != SQLITE_OK)
                 goto out_rollback;
         expired = n;
@@ -1769,7 +2021,7 @@ static int sq_cleanup(struct kurz_store *store, int64_t now, int64_t unused_befo
                 rc = collect_codes(c, ST_UNUSED, unused_before, batch - n, &arr, &n, &cap);
                 if (rc != SQLITE_OK)
                         goto out_rollback;
-                rc = delete_codes(c, arr, expired, n);
+                rc = delete_codes(s, arr, expired, n);
                 if (rc != SQLITE_OK)
                         goto out_rollback;
         }
@@ -1990,13 +2242,13 @@ out_put:
 
 /* Reads the link's totals and its last STATS_DAYS days of rollup inside the
  * open read transaction of c. */
-static int link_stats_read(struct conn *c, const char *code, size_t code_len, int32_t today,
-                           struct kurz_link_stats *out)
+static int link_stats_read(struct kurz_sqlite *s, struct conn *c, const char *code, size_t code_len,
+                           int32_t today, struct kurz_link_stats *out)
 {
         sqlite3_stmt *st = c->st[ST_STATS_LINK];
         int rc;
 
-        sqlite3_bind_text(st, 1, code, (int)code_len, SQLITE_STATIC);
+        bind_code(s, st, code, code_len);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
                 out->total_clicks = sqlite3_column_int64(st, 0);
@@ -2096,7 +2348,7 @@ static int sq_stats_link(struct kurz_store *store, const char *code, size_t code
                 rc = db_err(c->db, rc, "link stats");
                 goto out_put;
         }
-        rc = link_stats_read(c, code, code_len, today, out);
+        rc = link_stats_read(s, c, code, code_len, today, out);
         if (rc == 0)
                 link_stats_unfolded(s, code, code_len, today, out);
         run(c, ST_COMMIT);
@@ -2178,6 +2430,31 @@ static bool sq_healthy(struct kurz_store *store)
 }
 
 /* Every reader must have been returned (no call in flight). */
+/* Puts the links a crash or stop left unindexed back into the urlmap
+ * (their dedupe entries) and the count. Reads only: a start on a full disk
+ * still serves. */
+static int load_unindexed(struct kurz_sqlite *s)
+{
+        sqlite3_stmt *st = s->w->st[ST_UNINDEXED];
+        size_t n = 0;
+        int rc;
+
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                n++;
+                if (sqlite3_column_int(st, 2) &&
+                    kurz_urlmap_add(s->recent, (uint64_t)sqlite3_column_int64(st, 0),
+                                    sqlite3_column_int64(st, 1)) < 0) {
+                        sqlite3_reset(st);
+                        return -ENOMEM;
+                }
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+                return db_err(s->w->db, rc, "read unindexed links");
+        s->unindexed = n;
+        return 0;
+}
+
 static void sq_close(struct kurz_store *store)
 {
         struct kurz_sqlite *s = to_sqlite(store);
@@ -2190,6 +2467,7 @@ static void sq_close(struct kurz_store *store)
         kurz_unfolded_free(s->unf);
         kurz_unfolded_free(s->gone[0]);
         kurz_unfolded_free(s->gone[1]);
+        kurz_urlmap_free(s->recent);
         pthread_rwlock_destroy(&s->ulock);
         for (c = s->all_readers; c; c = next) {
                 next = c->next_all;
@@ -2210,6 +2488,8 @@ static int sq_metrics(struct kurz_store *store, struct kurz_buf *b)
         struct kurz_sqlite *s = to_sqlite(store);
         size_t rows = atomic_load(&s->unfolded_rows);
         uint64_t folds = atomic_load(&s->folds);
+        size_t unindexed = atomic_load(&s->unindexed);
+        uint64_t index_folds = atomic_load(&s->index_folds);
         int rc;
 
         /* No lock: the HTTP loop thread serves /metrics. */
@@ -2221,8 +2501,17 @@ static int sq_metrics(struct kurz_store *store, struct kurz_buf *b)
                              "# HELP kurz_sqlite_click_folds_total Folds of the click log into"
                              " the daily rollup.\n"
                              "# TYPE kurz_sqlite_click_folds_total counter\n"
-                             "kurz_sqlite_click_folds_total %llu\n",
-                             rows, (unsigned long long)folds);
+                             "kurz_sqlite_click_folds_total %llu\n"
+                             "# HELP kurz_sqlite_links_unindexed Links created since the last"
+                             " index fold (not yet in link_codes and link_urls).\n"
+                             "# TYPE kurz_sqlite_links_unindexed gauge\n"
+                             "kurz_sqlite_links_unindexed %zu\n"
+                             "# HELP kurz_sqlite_index_folds_total Folds of new links into the"
+                             " code and URL indexes.\n"
+                             "# TYPE kurz_sqlite_index_folds_total counter\n"
+                             "kurz_sqlite_index_folds_total %llu\n",
+                             rows, (unsigned long long)folds, unindexed,
+                             (unsigned long long)index_folds);
         return rc ? -ENOMEM : 0;
 }
 
@@ -2340,10 +2629,12 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
                 goto out_unlock;
         s->shared = cfg->shared;
         s->fold_ms = cfg->fold_ms ? (int64_t)cfg->fold_ms : FOLD_MS;
+        kurz_perm_init(&s->perm, s->key);
         s->unf = kurz_unfolded_new();
         s->gone[0] = kurz_unfolded_new();
         s->gone[1] = kurz_unfolded_new();
-        if (!s->unf || !s->gone[0] || !s->gone[1]) {
+        s->recent = kurz_urlmap_new();
+        if (!s->unf || !s->gone[0] || !s->gone[1] || !s->recent) {
                 rc = -ENOMEM;
                 goto out_free_unf;
         }
@@ -2360,7 +2651,10 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
         }
         /* A server folds what a crash left in the log; an admin command
          * beside a running server leaves it to that server. */
+        s->last_index_fold_ms = mono_ms();
         rc = s->shared ? 0 : replay_log(s);
+        if (rc == 0 && !s->shared)
+                rc = load_unindexed(s);
         if (rc < 0) {
                 kurz_error("sqlite: cannot fold the click log: %d", rc);
                 pthread_rwlock_destroy(&s->ulock);
@@ -2374,6 +2668,7 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
         return 0;
 
 out_free_unf:
+        kurz_urlmap_free(s->recent);
         kurz_unfolded_free(s->unf);
         kurz_unfolded_free(s->gone[0]);
         kurz_unfolded_free(s->gone[1]);

@@ -9,7 +9,7 @@
 #include "store/store.h"
 
 /* Schema version of the SQLite file this build expects. */
-#define KURZ_SQLITE_SCHEMA_VERSION 4
+#define KURZ_SQLITE_SCHEMA_VERSION 5
 
 struct kurz_sqlite_config {
         const char *data_dir;     /* created if missing; holds kurz.db */

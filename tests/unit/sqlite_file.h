@@ -6,6 +6,24 @@
 #include <sqlite3.h>
 #include <stdio.h>
 
+/* SQL that turns a file of schema 5 back into schema 4 (links keyed by
+ * code, with its URL hash index), for the tests of older files: prefix it to
+ * what undoes the earlier steps. */
+#define TO_SCHEMA_4                                                                                \
+        "DROP TRIGGER links_added; DROP TRIGGER links_removed;"                                    \
+        "CREATE TABLE links4(code TEXT PRIMARY KEY, url TEXT NOT NULL,"                            \
+        " url_hash INTEGER NOT NULL, created_at INTEGER NOT NULL,"                                 \
+        " expires_at INTEGER NOT NULL DEFAULT 0, is_alias INTEGER NOT NULL DEFAULT 0,"             \
+        " dedupe INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"                                       \
+        "INSERT INTO links4 SELECT code, url, url_hash, created_at, expires_at, is_alias, dedupe"  \
+        " FROM links;"                                                                             \
+        "DROP TABLE links; DROP TABLE link_codes; DROP TABLE link_urls;"                           \
+        " DROP TABLE links_unindexed;"                                                             \
+        "ALTER TABLE links4 RENAME TO links;"                                                      \
+        "CREATE INDEX links_url_hash ON links(url_hash);"                                          \
+        "CREATE INDEX links_expires_at ON links(expires_at) WHERE expires_at > 0;"                 \
+        "DELETE FROM schema_version; INSERT INTO schema_version VALUES(4);"
+
 /* Runs a query on dir/kurz.db and returns its single integer (or -1). */
 static inline long long query_file(const char *dir, const char *sql)
 {

@@ -91,9 +91,14 @@ static void test_migrate(void)
                                      " AND name IN ('meta', 'counters', 'links',"
                                      " 'clicks_daily', 'api_keys', 'schema_version')"),
                      6);
+        /* Schema 5: links by integer id; its code and URL indexes are tables
+         * of their own, with the expiry index the only one on links. */
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                                     " AND name IN ('link_codes', 'link_urls', 'links_unindexed')"),
+                     3);
         CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                                      " AND tbl_name = 'links' AND sql IS NOT NULL"),
-                     2);
+                     1);
         CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM pragma_journal_mode"
                                      " WHERE journal_mode = 'wal'"),
                      1);

@@ -235,15 +235,16 @@ static void test_migration_initialises(void)
         click(s, b, TODAY - 2, 4, (int64_t)(TODAY - 2) * 86400 + 500);
         s->ops->close(s);
         /* Back to schema 1: totals in links, no first click, no counters. */
-        exec_file(dir, "DROP TABLE platform_totals; DROP TABLE platform_daily;"
-                       "ALTER TABLE links ADD COLUMN clicks INTEGER NOT NULL DEFAULT 0;"
-                       "ALTER TABLE links ADD COLUMN last_access INTEGER NOT NULL DEFAULT 0;"
-                       "UPDATE links SET clicks = (SELECT sum(clicks) FROM clicks_daily d"
-                       " WHERE d.code = links.code), last_access = (SELECT max(last_at)"
-                       " FROM clicks_daily d WHERE d.code = links.code);"
-                       "ALTER TABLE clicks_daily DROP COLUMN first_at;"
-                       "ALTER TABLE clicks_daily DROP COLUMN last_at;"
-                       "DELETE FROM schema_version; INSERT INTO schema_version VALUES(1);");
+        exec_file(dir,
+                  TO_SCHEMA_4 "DROP TABLE platform_totals; DROP TABLE platform_daily;"
+                              "ALTER TABLE links ADD COLUMN clicks INTEGER NOT NULL DEFAULT 0;"
+                              "ALTER TABLE links ADD COLUMN last_access INTEGER NOT NULL DEFAULT 0;"
+                              "UPDATE links SET clicks = (SELECT sum(clicks) FROM clicks_daily d"
+                              " WHERE d.code = links.code), last_access = (SELECT max(last_at)"
+                              " FROM clicks_daily d WHERE d.code = links.code);"
+                              "ALTER TABLE clicks_daily DROP COLUMN first_at;"
+                              "ALTER TABLE clicks_daily DROP COLUMN last_at;"
+                              "DELETE FROM schema_version; INSERT INTO schema_version VALUES(1);");
         s = open_store(dir);
         CHECK_EQ_INT(s->ops->stats_platform(s, 2000, TODAY, &p), 0);
         CHECK_EQ_INT(p.total_urls, 2);
@@ -275,12 +276,13 @@ static void test_migration_3_keeps_totals(void)
         click(s, a, TODAY - 1, 3, (int64_t)(TODAY - 1) * 86400 + 10);
         click(s, a, TODAY, 4, last - 5);
         s->ops->close(s);
-        exec_file(dir, "ALTER TABLE links ADD COLUMN clicks INTEGER NOT NULL DEFAULT 0;"
-                       "ALTER TABLE links ADD COLUMN last_access INTEGER NOT NULL DEFAULT 0;"
-                       "ALTER TABLE links ADD COLUMN first_access INTEGER NOT NULL DEFAULT 0;"
-                       "ALTER TABLE clicks_daily DROP COLUMN first_at;"
-                       "ALTER TABLE clicks_daily DROP COLUMN last_at;"
-                       "DELETE FROM schema_version; INSERT INTO schema_version VALUES(2);");
+        exec_file(dir, TO_SCHEMA_4
+                  "ALTER TABLE links ADD COLUMN clicks INTEGER NOT NULL DEFAULT 0;"
+                  "ALTER TABLE links ADD COLUMN last_access INTEGER NOT NULL DEFAULT 0;"
+                  "ALTER TABLE links ADD COLUMN first_access INTEGER NOT NULL DEFAULT 0;"
+                  "ALTER TABLE clicks_daily DROP COLUMN first_at;"
+                  "ALTER TABLE clicks_daily DROP COLUMN last_at;"
+                  "DELETE FROM schema_version; INSERT INTO schema_version VALUES(2);");
         {
                 char sql[256];
 

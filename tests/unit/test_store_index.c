@@ -1,0 +1,278 @@
+/* tests/unit/test_store_index.c - the SQLite store's links keyed by integer
+ * (schema 5), with the real code generator: a generated code's row id is the
+ * counter it encodes (creates append), aliases with and without a key, and
+ * links not yet folded into link_codes and link_urls found by lookup, list
+ * (in code order) and dedupe before the index fold, after it, and after a
+ * restart; deletes leave no index entry behind; a file of schema 4 migrates
+ * with every link, alias and dedupe entry intact. */
+#include <errno.h>
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ids/codegen.h"
+#include "store/sqlite.h"
+#include "test.h"
+#include "sqlite_file.h"
+#include "util/hash.h"
+
+#define NLINKS 300
+
+static char root[] = "/tmp/kurz-test-index-XXXXXX";
+static int dir_seq;
+
+static void new_dir(char *out, size_t cap)
+{
+        snprintf(out, cap, "%s/d%d", root, dir_seq++);
+}
+
+/* fold_ms 1: every tick (add_clicks with no clicks) folds what waits. */
+static struct kurz_store *open_store(const char *dir)
+{
+        struct kurz_sqlite_config cfg = {.data_dir = dir, .readers = 2, .fold_ms = 1};
+        struct kurz_store *s = NULL;
+
+        CHECK_EQ_INT(kurz_sqlite_open(&cfg, &s), 0);
+        return s;
+}
+
+static void tick(struct kurz_store *s)
+{
+        usleep(2000); /* past fold_ms */
+        CHECK_EQ_INT(s->ops->add_clicks(s, NULL, 0), 0);
+}
+
+static void url_of(int i, char *out, size_t cap)
+{
+        snprintf(out, cap, "https://index.example/%d", i);
+}
+
+/* Creates one link (alias NULL: a generated code, deduplicable) and returns
+ * its status; its code goes to code. */
+static int create(struct kurz_store *s, struct kurz_codegen *g, const char *url, const char *alias,
+                  char *code)
+{
+        struct kurz_create it = {
+            .url = url,
+            .url_len = strlen(url),
+            .url_hash = kurz_hash(url, strlen(url)),
+            .alias = alias,
+            .created_at = 1000,
+            .dedupe = alias == NULL,
+        };
+
+        CHECK_EQ_INT(s->ops->create_batch(s, &it, 1, kurz_codegen_next, g), 0);
+        snprintf(code, KURZ_CODE_MAX + 1, "%s", it.code);
+        return it.status;
+}
+
+static struct kurz_codegen *codegen(struct kurz_store *s)
+{
+        struct kurz_codegen_config cfg = {.kind = KURZ_CODES_COMPACT, .store = s, .block = 100};
+        struct kurz_codegen *g = NULL;
+
+        CHECK_EQ_INT(kurz_codegen_new(&cfg, &g), 0);
+        return g;
+}
+
+static int cmp_code(const void *a, const void *b)
+{
+        return strcmp(a, b);
+}
+
+/* Everything the store has is found: each code by lookup to its URL, the
+ * whole set by list in code order (pages of 7), each generated URL by dedupe
+ * to its code. */
+static void check_all(struct kurz_store *s, struct kurz_codegen *g,
+                      char (*codes)[KURZ_CODE_MAX + 1], char (*urls)[64], int n)
+{
+        char(*sorted)[KURZ_CODE_MAX + 1] = malloc((size_t)n * sizeof(*sorted));
+        char after[KURZ_CODE_MAX + 1] = "", code[KURZ_CODE_MAX + 1];
+        int bad_lookup = 0, bad_list = 0, bad_dedupe = 0, seen = 0;
+
+        if (!sorted)
+                return;
+        for (int i = 0; i < n; i++) {
+                struct kurz_link l;
+
+                if (s->ops->lookup(s, codes[i], strlen(codes[i]), &l) != 0) {
+                        bad_lookup++;
+                        continue;
+                }
+                bad_lookup += strcmp(l.url, urls[i]) != 0;
+                free(l.url);
+        }
+        memcpy(sorted, codes, (size_t)n * sizeof(*sorted));
+        qsort(sorted, (size_t)n, sizeof(*sorted), cmp_code);
+        for (;;) {
+                struct kurz_link *page = NULL;
+                int k = s->ops->list(s, after, 7, &page);
+
+                if (k <= 0)
+                        break;
+                for (int j = 0; j < k; j++)
+                        bad_list += seen + j >= n || strcmp(page[j].code, sorted[seen + j]) != 0;
+                seen += k;
+                snprintf(after, sizeof(after), "%s", page[k - 1].code);
+                kurz_store_links_free(page, (size_t)k);
+        }
+        CHECK_EQ_INT(seen, n);
+        for (int i = 0; i < n; i++) {
+                if (strncmp(urls[i], "https://index.example/", 22) != 0)
+                        continue; /* an alias: not deduplicated */
+                if (create(s, g, urls[i], NULL, code) != KURZ_CREATE_EXISTING ||
+                    strcmp(code, codes[i]) != 0)
+                        bad_dedupe++;
+        }
+        CHECK_EQ_INT(bad_lookup, 0);
+        CHECK_EQ_INT(bad_list, 0);
+        CHECK_EQ_INT(bad_dedupe, 0);
+        free(sorted);
+}
+
+static void test_keyed_rows_and_fold(void)
+{
+        static char codes[NLINKS + 2][KURZ_CODE_MAX + 1], urls[NLINKS + 2][64];
+        char dir[256], code[KURZ_CODE_MAX + 1];
+        struct kurz_store *s;
+        struct kurz_codegen *g;
+        int n = 0;
+
+        new_dir(dir, sizeof(dir));
+        s = open_store(dir);
+        g = s ? codegen(s) : NULL;
+        if (!g)
+                return;
+        for (; n < NLINKS; n++) {
+                url_of(n, urls[n], sizeof(urls[n]));
+                CHECK_EQ_INT(create(s, g, urls[n], NULL, codes[n]), KURZ_CREATE_NEW);
+        }
+        /* A generated code's row id is its counter: creates append. */
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM links WHERE id BETWEEN 0 AND 299"),
+                     NLINKS);
+        /* An alias with a key (7 base62 characters) and one without. */
+        snprintf(urls[n], sizeof(urls[n]), "https://alias.example/keyed");
+        CHECK_EQ_INT(create(s, g, urls[n], "Promo42", codes[n]), KURZ_CREATE_NEW);
+        n++;
+        snprintf(urls[n], sizeof(urls[n]), "https://alias.example/free");
+        CHECK_EQ_INT(create(s, g, urls[n], "summer-sale", codes[n]), KURZ_CREATE_NEW);
+        n++;
+        CHECK_EQ_INT(create(s, g, "https://alias.example/again", "summer-sale", code),
+                     KURZ_CREATE_ALIAS_TAKEN);
+        CHECK_EQ_INT(create(s, g, "https://alias.example/again", "Promo42", code),
+                     KURZ_CREATE_ALIAS_TAKEN);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM links WHERE id < 0"), 1);
+
+        /* Before the index fold: only the alias without a key is indexed. */
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM links_unindexed"), n);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_codes"), 1);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_urls"), 0);
+        check_all(s, g, codes, urls, n);
+
+        /* A restart rebuilds the dedupe entries of the unindexed links. */
+        s->ops->close(s);
+        kurz_codegen_free(g);
+        s = open_store(dir);
+        g = s ? codegen(s) : NULL;
+        if (!g)
+                return;
+        check_all(s, g, codes, urls, n);
+
+        tick(s);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM links_unindexed"), 0);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_codes"), n);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_urls"), NLINKS);
+        check_all(s, g, codes, urls, n);
+
+        /* Deletes, of a folded link, a pending one and both aliases, leave no
+         * index entry; the deleted URL is no longer deduplicated. */
+        url_of(NLINKS, urls[0], sizeof(urls[0]));
+        CHECK_EQ_INT(create(s, g, urls[0], NULL, codes[0]), KURZ_CREATE_NEW); /* pending */
+        CHECK_EQ_INT(s->ops->remove(s, codes[0], strlen(codes[0])), 0);
+        CHECK_EQ_INT(s->ops->remove(s, codes[1], strlen(codes[1])), 0);
+        CHECK_EQ_INT(s->ops->remove(s, "Promo42", 7), 0);
+        CHECK_EQ_INT(s->ops->remove(s, "summer-sale", 11), 0);
+        CHECK_EQ_INT(s->ops->remove(s, "summer-sale", 11), KURZ_E_NOTFOUND);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM links_unindexed"), 0);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_codes"), n - 3);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_urls"), NLINKS - 1);
+        CHECK_EQ_INT(create(s, g, urls[0], NULL, code), KURZ_CREATE_NEW);
+        CHECK(strcmp(code, codes[0]) != 0);
+        CHECK_EQ_INT(create(s, g, urls[1], NULL, code), KURZ_CREATE_NEW);
+        CHECK_EQ_INT(create(s, g, "https://alias.example/new", "summer-sale", code),
+                     KURZ_CREATE_NEW);
+        s->ops->close(s);
+        kurz_codegen_free(g);
+}
+
+/* A file of schema 4 (links keyed by code) moves to integer ids: generated
+ * codes get their counter, other codes negative ids; lookups, list and
+ * dedupe find every link, and new creates get new codes. */
+static void test_migration_5(void)
+{
+        static char codes[NLINKS][KURZ_CODE_MAX + 1], urls[NLINKS][64];
+        char dir[256], code[KURZ_CODE_MAX + 1];
+        struct kurz_store *s;
+        struct kurz_codegen *g;
+        int n = 0;
+
+        new_dir(dir, sizeof(dir));
+        s = open_store(dir);
+        g = s ? codegen(s) : NULL;
+        if (!g)
+                return;
+        for (; n < 100; n++) {
+                url_of(n, urls[n], sizeof(urls[n]));
+                CHECK_EQ_INT(create(s, g, urls[n], NULL, codes[n]), KURZ_CREATE_NEW);
+        }
+        snprintf(urls[n], sizeof(urls[n]), "https://alias.example/a");
+        CHECK_EQ_INT(create(s, g, urls[n], "x_y", codes[n]), KURZ_CREATE_NEW);
+        n++;
+        snprintf(urls[n], sizeof(urls[n]), "https://alias.example/b");
+        CHECK_EQ_INT(create(s, g, urls[n], "Abcdefg", codes[n]), KURZ_CREATE_NEW);
+        n++;
+        s->ops->close(s);
+        kurz_codegen_free(g);
+        exec_file(dir, TO_SCHEMA_4);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM links"), n);
+
+        s = open_store(dir);
+        g = s ? codegen(s) : NULL;
+        if (!g)
+                return;
+        CHECK_EQ_INT(query_file(dir, "SELECT max(version) FROM schema_version"), 5);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM links WHERE id BETWEEN 0 AND 99"), 100);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM links WHERE id < 0"), 1);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_codes"), n);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_urls"), 100);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM links_unindexed"), 0);
+        check_all(s, g, codes, urls, n);
+        CHECK_EQ_INT(create(s, g, "https://index.example/new", NULL, code), KURZ_CREATE_NEW);
+        for (int i = 0; i < n; i++)
+                CHECK(strcmp(code, codes[i]) != 0);
+        s->ops->close(s);
+        kurz_codegen_free(g);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+        (void)sb;
+        (void)flag;
+        (void)ftw;
+        return remove(path);
+}
+
+int main(void)
+{
+        if (!mkdtemp(root)) {
+                perror("mkdtemp");
+                return 1;
+        }
+        RUN(test_keyed_rows_and_fold);
+        RUN(test_migration_5);
+        nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        TEST_END("store_index");
+}
