@@ -65,7 +65,8 @@ static const struct opt opts[] = {
     {"click-flush-interval", "KURZ_CLICK_FLUSH_INTERVAL", OPT_DUR, F(click_flush_ms),
      S(click_flush_ms), "how often click counts are written (default 5s)"},
     {"click-fold-interval", "KURZ_CLICK_FOLD_INTERVAL", OPT_DUR, F(click_fold_ms), S(click_fold_ms),
-     "SQLite: how often the click log is folded into the daily rollup (default 60s)"},
+     "SQLite: how often the click log is folded into the daily rollup and new links into "
+     "the code and URL indexes (default 60s)"},
     {"cleanup-interval", "KURZ_CLEANUP_INTERVAL", OPT_DUR, F(cleanup_interval_ms),
      S(cleanup_interval_ms), "how often expired links are deleted (default 1h, 0 = never)"},
     {"purge-unused-days", "KURZ_PURGE_UNUSED_DAYS", OPT_UINT, F(purge_unused_days),

@@ -14,6 +14,6 @@ struct kurz_perm {
 void kurz_perm_init(struct kurz_perm *p, const uint8_t key[16]);
 /* x must be < KURZ_PERM_DOMAIN; the result is too. */
 uint64_t kurz_perm_apply(const struct kurz_perm *p, uint64_t x);
-/* The inverse, for tests and tools. */
+/* The inverse: the SQLite store keys a link by the counter of its code. */
 uint64_t kurz_perm_invert(const struct kurz_perm *p, uint64_t y);
 #endif

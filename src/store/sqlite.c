@@ -23,8 +23,8 @@
 
 #include "ids/base62.h"
 #include "ids/perm.h"
+#include "store/ifold.h"
 #include "store/unfolded.h"
-#include "store/urlmap.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -49,11 +49,10 @@
 #define GONE_MS 600000
 /* wal_autocheckpoint of the writer, as set at open */
 #define WAL_AUTOCHECKPOINT 10000
-/* Index folds (see store/urlmap.h): the code and URL index entries of new
- * links are written at least every fold_ms, and sooner once INDEX_FOLD_ROWS
- * links wait (a list reads them all). */
-#define INDEX_FOLD_ROWS (1u << 16)
-#define LOG_REC_MAX     (1 + KURZ_CODE_MAX + 4 + 8 + 8) /* one click in a clicks_log batch */
+/* Time an index fold step may take on the flush timer's tick, beyond the
+ * first step (see store/ifold.h); a create batch runs one step. */
+#define IFOLD_TICK_MS 50
+#define LOG_REC_MAX   (1 + KURZ_CODE_MAX + 4 + 8 + 8) /* one click in a clicks_log batch */
 
 /* Every statement a connection may run, prepared once when it opens. Write
  * statements are prepared on readers too (harmless: query_only makes them
@@ -92,10 +91,6 @@ enum stmt_id {
         ST_LOG_NEXT,
         ST_LOG_CLEAR,
         ST_EXISTS,
-        ST_INDEX_CODES,
-        ST_INDEX_URLS,
-        ST_INDEX_DONE,
-        ST_UNINDEXED,
         ST_COUNT
 };
 
@@ -135,7 +130,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DEDUPE] = "SELECT l.code, l.created_at, l.expires_at FROM link_urls u JOIN links l"
                   " ON l.id = u.id WHERE u.url_hash = ?1 AND l.url = ?2 AND l.dedupe = 1"
                   " AND l.is_alias = 0",
-    /* The same for one link not yet in link_urls (found in the urlmap). */
+    /* The same for one link not yet in link_urls (see store/ifold.h). */
     [ST_DUP_ID] = "SELECT code, created_at, expires_at FROM links WHERE id = ?3 AND"
                   " url_hash = ?1 AND url = ?2 AND dedupe = 1 AND is_alias = 0",
     [ST_DELETE] = "DELETE FROM links WHERE " BY_CODE("links"),
@@ -173,7 +168,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LOOKUP_TARGET] = "SELECT url, created_at, expires_at FROM links l WHERE " BY_CODE("l"),
     [ST_KEY_CHECK] = "SELECT 1 FROM api_keys WHERE hash = ?1",
     /* In code order: the first ?2 of link_codes, and the links not yet
-     * indexed there (at most about INDEX_FOLD_ROWS). */
+     * indexed there (about IFOLD_ROWS, more while a fold runs). */
     [ST_LIST] = "SELECT code, url, created_at, expires_at, " CLICKS_OF("l") ", " LAST_OF(
         "l") " FROM links l WHERE l.id IN (SELECT id FROM (SELECT c.id FROM link_codes c"
              " WHERE c.code > ?1 ORDER BY c.code LIMIT ?2) UNION ALL SELECT id FROM"
@@ -201,18 +196,6 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LOG_NEXT] = "SELECT seq, batch FROM clicks_log WHERE seq > ?1 ORDER BY seq LIMIT 1",
     [ST_LOG_CLEAR] = "DELETE FROM clicks_log WHERE seq <= ?1",
     [ST_EXISTS] = "SELECT 1 FROM links l WHERE " BY_CODE("l"),
-    /* The index fold (schema 5): the code and URL index entries of every
-     * link created since the last one, written in key order. Codes without
-     * a key are in link_codes already. */
-    [ST_INDEX_CODES] = "INSERT OR IGNORE INTO link_codes(code, id) SELECT l.code, l.id FROM"
-                       " links_unindexed u JOIN links l ON l.id = u.id ORDER BY l.code",
-    [ST_INDEX_URLS] = "INSERT OR IGNORE INTO link_urls(url_hash, id) SELECT l.url_hash, l.id"
-                      " FROM links_unindexed u JOIN links l ON l.id = u.id WHERE"
-                      " l.dedupe = 1 AND l.is_alias = 0 ORDER BY l.url_hash, l.id",
-    [ST_INDEX_DONE] = "DELETE FROM links_unindexed",
-    /* What a start puts back into the urlmap. */
-    [ST_UNINDEXED] = "SELECT l.url_hash, l.id, l.dedupe = 1 AND l.is_alias = 0 FROM"
-                     " links_unindexed u JOIN links l ON l.id = u.id",
 };
 
 /* Migrations: migrations[i] takes the schema from version i to i + 1. Each
@@ -292,7 +275,9 @@ static const char *const migrations[] = {
      * other codes (aliases) get negative ids. link_codes (code order, for
      * list and for codes without a key) and link_urls (dedupe) are written
      * for new links by a periodic fold, in key order; links_unindexed lists
-     * the links a fold has yet to index (make bench, section 3). */
+     * the links a fold has yet to index, in the order they were created (a
+     * deleted link's row stays until then: reads join it with links). See
+     * store/ifold.h and make bench, section 3. */
     "CREATE TABLE links5("
     " id INTEGER PRIMARY KEY,"
     " code TEXT NOT NULL,"
@@ -315,7 +300,7 @@ static const char *const migrations[] = {
     " PRIMARY KEY(url_hash, id)) WITHOUT ROWID;"
     "INSERT INTO link_urls(url_hash, id) SELECT url_hash, id FROM links"
     " WHERE dedupe = 1 AND is_alias = 0 ORDER BY url_hash, id;"
-    "CREATE TABLE links_unindexed(id INTEGER PRIMARY KEY);"
+    "CREATE TABLE links_unindexed(seq INTEGER PRIMARY KEY, id INTEGER NOT NULL);"
     "CREATE TRIGGER links_added AFTER INSERT ON links BEGIN"
     " INSERT INTO links_unindexed(id) VALUES(new.id);"
     " INSERT INTO link_codes(code, id) SELECT new.code, new.id WHERE new.id < 0;"
@@ -323,7 +308,6 @@ static const char *const migrations[] = {
     "CREATE TRIGGER links_removed AFTER DELETE ON links BEGIN"
     " DELETE FROM link_codes WHERE code = old.code;"
     " DELETE FROM link_urls WHERE url_hash = old.url_hash AND id = old.id;"
-    " DELETE FROM links_unindexed WHERE id = old.id;"
     " END;",
 };
 
@@ -380,14 +364,9 @@ struct kurz_sqlite {
         int64_t gone_turned_ms;
         unsigned check_all;
         bool shared;
-        /* Links not yet in link_codes and link_urls (schema 5): the dedupe
-         * entries of those links, how many there are, when the index was
-         * last folded (or a fold tried). Writer thread; the count is also
-         * read by metrics. */
-        struct kurz_urlmap *recent;
-        _Atomic size_t unindexed;
-        int64_t last_index_fold_ms;
-        _Atomic uint64_t index_folds;
+        /* Links not yet in link_codes and link_urls (schema 5). Writer
+         * thread. */
+        struct kurz_ifold *ifold;
 
         pthread_mutex_t mu; /* guards the reader pool below */
         pthread_cond_t cv;  /* signalled when a reader is returned */
@@ -734,11 +713,12 @@ static int add_link_id_fn(sqlite3 *db)
 
 /* Applies the missing migrations, one transaction each, and stores the
  * resulting version in *version. Safe against a concurrent migrator: each
- * step re-reads the version under the write lock (BEGIN IMMEDIATE). */
-static int migrate_db(sqlite3 *db, const char *path, int *version)
+ * step re-reads the version under the write lock (BEGIN IMMEDIATE). With
+ * fresh_only, only a new file is migrated; an older one is refused. */
+static int migrate_db(sqlite3 *db, const char *path, bool fresh_only, int *version)
 {
         char bump[96];
-        int cur = 0, rc;
+        int cur = 0, first = -1, rc;
 
         for (;;) {
                 rc = exec_sql(db, "BEGIN IMMEDIATE", "begin migration");
@@ -761,6 +741,18 @@ static int migrate_db(sqlite3 *db, const char *path, int *version)
                 if (cur > KURZ_SQLITE_SCHEMA_VERSION) {
                         kurz_error("sqlite: %s has schema version %d, newer than version %d "
                                    "of this kurz build; upgrade kurz",
+                                   path, cur, KURZ_SQLITE_SCHEMA_VERSION);
+                        rc = -EPROTO;
+                        goto out_rollback;
+                }
+                /* An admin command beside a running server must not change
+                 * the schema under it (that server may be an older build). */
+                if (first < 0)
+                        first = cur;
+                if (fresh_only && first > 0 && cur < KURZ_SQLITE_SCHEMA_VERSION) {
+                        kurz_error("sqlite: %s has schema version %d, older than version %d of "
+                                   "this kurz build; stop the server and run `kurz migrate` (or "
+                                   "start the server of this build) first",
                                    path, cur, KURZ_SQLITE_SCHEMA_VERSION);
                         rc = -EPROTO;
                         goto out_rollback;
@@ -1028,7 +1020,7 @@ static void item_new(struct kurz_create *it)
         it->out_expires_at = it->expires_at;
 }
 
-/* Inserts it under it->code, and notes a deduplicable link in the urlmap.
+/* Inserts it under it->code, and notes a deduplicable link for the fold.
  * Returns SQLITE_OK or the SQLite error. */
 static int insert_link(struct kurz_sqlite *s, const struct kurz_create *it, bool alias)
 {
@@ -1051,7 +1043,7 @@ static int insert_link(struct kurz_sqlite *s, const struct kurz_create *it, bool
                 sqlite3_bind_null(st, 8);
         rc = run(c, ST_INSERT);
         if (rc == SQLITE_OK && !alias && it->dedupe &&
-            kurz_urlmap_add(s->recent, it->url_hash, sqlite3_last_insert_rowid(c->db)) < 0)
+            kurz_ifold_added(s->ifold, it->url_hash, sqlite3_last_insert_rowid(c->db)) < 0)
                 rc = SQLITE_NOMEM;
         return rc;
 }
@@ -1085,7 +1077,7 @@ static int dup_step(sqlite3_stmt *st, struct kurz_create *it)
 }
 
 /* Looks for a live deduplicable link of the same URL: among the links not
- * yet indexed (the urlmap), then in link_urls. */
+ * yet indexed (the fold's memory), then in link_urls. */
 static int find_dup(struct kurz_sqlite *s, struct kurz_create *it)
 {
         struct conn *c = s->w;
@@ -1093,7 +1085,7 @@ static int find_dup(struct kurz_sqlite *s, struct kurz_create *it)
         int64_t id;
         int rc;
 
-        while (kurz_urlmap_next(s->recent, it->url_hash, &cur, &id)) {
+        while (kurz_ifold_next(s->ifold, it->url_hash, &cur, &id)) {
                 sqlite3_bind_int64(c->st[ST_DUP_ID], 3, id);
                 rc = dup_step(c->st[ST_DUP_ID], it);
                 if (rc != SQLITE_DONE)
@@ -1187,8 +1179,6 @@ static int create_one(struct kurz_sqlite *s, struct kurz_create *it, kurz_code_f
         return 0;
 }
 
-static int index_fold_if_due(struct kurz_sqlite *s);
-
 static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, size_t n,
                            kurz_code_fn gen, void *gen_arg)
 {
@@ -1206,11 +1196,10 @@ static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, 
                 items[i].code[0] = '\0';
         }
         s->lease_in_tx = false;
-        /* Before the batch, not after: the previous batch's answers do not
-         * wait for it. A failed fold is retried later. */
-        if (s->unindexed >= INDEX_FOLD_ROWS)
-                (void)index_fold_if_due(s);
-        mark = kurz_urlmap_size(s->recent); /* what a rollback goes back to */
+        /* One step of a due index fold, before the batch: the previous
+         * batch's answers do not wait for it. A failed step is retried. */
+        (void)kurz_ifold_work(s->ifold, 0);
+        mark = kurz_ifold_mark(s->ifold); /* what a rollback goes back to */
         rc = run(c, ST_BEGIN_IMMEDIATE);
         if (rc != SQLITE_OK) {
                 db_err(c->db, rc, "begin create batch");
@@ -1249,13 +1238,13 @@ static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, 
         }
         s->lease_unsaved = false; /* stored by this commit (floor or lease) */
         s->lease_in_tx = false;
-        s->unindexed += (size_t)created;
+        kurz_ifold_committed(s->ifold, (size_t)created);
         return 0;
 
 out_rollback:
         rollback(c);
 out_fail_all:
-        kurz_urlmap_truncate(s->recent, mark);
+        kurz_ifold_rollback(s->ifold, mark);
         if (s->lease_in_tx)
                 s->lease_unsaved = true;
         s->lease_in_tx = false;
@@ -1486,41 +1475,6 @@ static void note_gone(struct kurz_sqlite *s, const char *code, size_t len)
         kurz_unfolded_add(s->gone[0], &r);
 }
 
-/* Writes the code and URL index entries of the links created since the
- * last index fold, in one transaction, when fold_ms has passed since the last
- * one or INDEX_FOLD_ROWS links wait (then at most once a second: a failing
- * fold is not retried after every batch). Writer thread. */
-static int index_fold_if_due(struct kurz_sqlite *s)
-{
-        struct conn *c = s->w;
-        int64_t now = mono_ms(), since = now - s->last_index_fold_ms;
-        size_t n = s->unindexed;
-        int rc;
-
-        if (n == 0 || since < (n >= INDEX_FOLD_ROWS ? 1000 : s->fold_ms))
-                return 0;
-        s->last_index_fold_ms = now;
-        rc = run(c, ST_BEGIN_IMMEDIATE);
-        if (rc == SQLITE_OK)
-                rc = run(c, ST_INDEX_CODES);
-        if (rc == SQLITE_OK)
-                rc = run(c, ST_INDEX_URLS);
-        if (rc == SQLITE_OK)
-                rc = run(c, ST_INDEX_DONE);
-        if (rc == SQLITE_OK)
-                rc = run(c, ST_COMMIT);
-        if (rc != SQLITE_OK) {
-                rc = db_err(c->db, rc, "index fold");
-                rollback(c);
-                return rc;
-        }
-        kurz_urlmap_clear(s->recent);
-        kurz_debug("sqlite: index fold of %zu links took %lld ms", n, (long long)(mono_ms() - now));
-        s->unindexed = 0;
-        s->index_folds++;
-        return 0;
-}
-
 static int fold_if_due(struct kurz_sqlite *s)
 {
         size_t n = kurz_unfolded_rows(s->unf);
@@ -1715,7 +1669,7 @@ static int sq_add_clicks(struct kurz_store *store, const struct kurz_click *clic
         int rc;
 
         if (n == 0) {
-                int irc = index_fold_if_due(s);
+                int irc = kurz_ifold_work(s->ifold, IFOLD_TICK_MS);
 
                 rc = fold_if_due(s);
                 return rc < 0 ? rc : irc;
@@ -2430,31 +2384,6 @@ static bool sq_healthy(struct kurz_store *store)
 }
 
 /* Every reader must have been returned (no call in flight). */
-/* Puts the links a crash or stop left unindexed back into the urlmap
- * (their dedupe entries) and the count. Reads only: a start on a full disk
- * still serves. */
-static int load_unindexed(struct kurz_sqlite *s)
-{
-        sqlite3_stmt *st = s->w->st[ST_UNINDEXED];
-        size_t n = 0;
-        int rc;
-
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                n++;
-                if (sqlite3_column_int(st, 2) &&
-                    kurz_urlmap_add(s->recent, (uint64_t)sqlite3_column_int64(st, 0),
-                                    sqlite3_column_int64(st, 1)) < 0) {
-                        sqlite3_reset(st);
-                        return -ENOMEM;
-                }
-        }
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE)
-                return db_err(s->w->db, rc, "read unindexed links");
-        s->unindexed = n;
-        return 0;
-}
-
 static void sq_close(struct kurz_store *store)
 {
         struct kurz_sqlite *s = to_sqlite(store);
@@ -2467,7 +2396,7 @@ static void sq_close(struct kurz_store *store)
         kurz_unfolded_free(s->unf);
         kurz_unfolded_free(s->gone[0]);
         kurz_unfolded_free(s->gone[1]);
-        kurz_urlmap_free(s->recent);
+        kurz_ifold_free(s->ifold);
         pthread_rwlock_destroy(&s->ulock);
         for (c = s->all_readers; c; c = next) {
                 next = c->next_all;
@@ -2488,8 +2417,8 @@ static int sq_metrics(struct kurz_store *store, struct kurz_buf *b)
         struct kurz_sqlite *s = to_sqlite(store);
         size_t rows = atomic_load(&s->unfolded_rows);
         uint64_t folds = atomic_load(&s->folds);
-        size_t unindexed = atomic_load(&s->unindexed);
-        uint64_t index_folds = atomic_load(&s->index_folds);
+        size_t unindexed = kurz_ifold_pending(s->ifold);
+        uint64_t index_folds = kurz_ifold_folds(s->ifold);
         int rc;
 
         /* No lock: the HTTP loop thread serves /metrics. */
@@ -2561,7 +2490,7 @@ int kurz_sqlite_migrate(const char *data_dir, int *version)
         rc = db_open(path, DEFAULT_BUSY_MS, false, &db);
         if (rc < 0)
                 goto out_free_path;
-        rc = migrate_db(db, path, version);
+        rc = migrate_db(db, path, false, version);
         sqlite3_close(db);
 out_free_path:
         free(path);
@@ -2617,7 +2546,7 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
         rc = db_open(s->db_path, s->busy_ms, false, &db);
         if (rc < 0)
                 goto out_unlock;
-        rc = migrate_db(db, s->db_path, &version);
+        rc = migrate_db(db, s->db_path, cfg->shared, &version);
         if (rc == 0)
                 rc = load_key(db, s->key);
         if (rc < 0) {
@@ -2633,8 +2562,7 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
         s->unf = kurz_unfolded_new();
         s->gone[0] = kurz_unfolded_new();
         s->gone[1] = kurz_unfolded_new();
-        s->recent = kurz_urlmap_new();
-        if (!s->unf || !s->gone[0] || !s->gone[1] || !s->recent) {
+        if (!s->unf || !s->gone[0] || !s->gone[1]) {
                 rc = -ENOMEM;
                 goto out_free_unf;
         }
@@ -2651,12 +2579,12 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
         }
         /* A server folds what a crash left in the log; an admin command
          * beside a running server leaves it to that server. */
-        s->last_index_fold_ms = mono_ms();
         rc = s->shared ? 0 : replay_log(s);
-        if (rc == 0 && !s->shared)
-                rc = load_unindexed(s);
-        if (rc < 0) {
+        if (rc < 0)
                 kurz_error("sqlite: cannot fold the click log: %d", rc);
+        else
+                rc = kurz_ifold_open(s->w->db, s->fold_ms, &s->ifold);
+        if (rc < 0) {
                 pthread_rwlock_destroy(&s->ulock);
                 goto out_free_unf;
         }
@@ -2668,7 +2596,7 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
         return 0;
 
 out_free_unf:
-        kurz_urlmap_free(s->recent);
+        kurz_ifold_free(s->ifold);
         kurz_unfolded_free(s->unf);
         kurz_unfolded_free(s->gone[0]);
         kurz_unfolded_free(s->gone[1]);

@@ -15,7 +15,8 @@ struct kurz_sqlite_config {
         const char *data_dir;     /* created if missing; holds kurz.db */
         unsigned readers;         /* maximum pooled read connections, default 8 */
         unsigned busy_timeout_ms; /* default 5000 */
-        bool shared;      /* skip the data-dir lock: for admin commands beside a running server */
+        bool shared;      /* skip the data-dir lock, migrate only a new file: for admin commands
+                           * beside a running server */
         uint64_t fold_ms; /* click log folded at least this often, default 60000 */
 };
 

@@ -52,7 +52,18 @@ void kurz_urlmap_free(struct kurz_urlmap *m)
         free(m);
 }
 
-/* Doubles the buckets and re-chains every entry in index order. */
+/* Chains every entry into the (empty) buckets in index order. */
+static void rechain(struct kurz_urlmap *m)
+{
+        for (size_t i = 0; i < m->n; i++) {
+                size_t k = slot(m, m->e[i].hash);
+
+                m->e[i].next = m->bucket[k];
+                m->bucket[k] = i + 1;
+        }
+}
+
+/* Doubles the buckets. */
 static int grow_buckets(struct kurz_urlmap *m)
 {
         size_t nb = m->nb * 2, *b = calloc(nb, sizeof(*b));
@@ -62,12 +73,7 @@ static int grow_buckets(struct kurz_urlmap *m)
         free(m->bucket);
         m->bucket = b;
         m->nb = nb;
-        for (size_t i = 0; i < m->n; i++) {
-                size_t k = slot(m, m->e[i].hash);
-
-                m->e[i].next = b[k];
-                b[k] = i + 1;
-        }
+        rechain(m);
         return 0;
 }
 
@@ -112,6 +118,18 @@ void kurz_urlmap_clear(struct kurz_urlmap *m)
 {
         memset(m->bucket, 0, m->nb * sizeof(*m->bucket));
         m->n = 0;
+}
+
+void kurz_urlmap_drop_oldest(struct kurz_urlmap *m, size_t n)
+{
+        if (n >= m->n) {
+                kurz_urlmap_clear(m);
+                return;
+        }
+        memmove(m->e, m->e + n, (m->n - n) * sizeof(*m->e));
+        m->n -= n;
+        memset(m->bucket, 0, m->nb * sizeof(*m->bucket));
+        rechain(m);
 }
 
 int kurz_urlmap_next(const struct kurz_urlmap *m, uint64_t hash, size_t *cursor, int64_t *id)

@@ -1,8 +1,6 @@
 /* store/urlmap.h - the SQLite store's dedupe entries (URL hash -> link row id)
- * of the links created since its last index fold. The file appends such a
- * link and notes its id in links_unindexed; a fold writes the code and URL
- * index entries of all of them at once, in key order, instead of one random
- * b-tree leaf per create. Until then creates look the URL up here.
+ * of the links not yet in its URL index (see store/ifold.h): creates look
+ * their URLs up here.
  *
  * Not thread-safe: the writer thread owns it. Entries added since a size
  * mark can be dropped again (a create batch that rolls back). */
@@ -23,6 +21,9 @@ size_t kurz_urlmap_size(const struct kurz_urlmap *m);
 /* Drops the entries added after the map had n entries. */
 void kurz_urlmap_truncate(struct kurz_urlmap *m, size_t n);
 void kurz_urlmap_clear(struct kurz_urlmap *m);
+/* Drops the n oldest entries (those of a finished fold); the others keep
+ * their order. */
+void kurz_urlmap_drop_oldest(struct kurz_urlmap *m, size_t n);
 /* Iterates over the ids of hash, newest first: *cursor starts at 0. Returns
  * 1 and sets *id, or 0 when there are no more. */
 int kurz_urlmap_next(const struct kurz_urlmap *m, uint64_t hash, size_t *cursor, int64_t *id);

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from kurztest import (CREATE, CODE_RE, assert_error, auth, create, create_ok, free_port, get,
-                      metric_sum, metrics, parse_time, request, unique_url)
+                      list_codes, metric_sum, metrics, parse_time, request, unique_url)
 
 
 def _create_many(port, urls, threads=4, **fields):
@@ -287,6 +287,55 @@ def test_deleted_link_takes_its_logged_clicks_along(kurz):
     s2 = kurz.restart(s)
     assert get(s2.port, "/api/v1/urls/" + alias).json()["totalClicks"] == 0
     assert get(s2.port, "/api/v1/stats/platform").json()["totalClicks"] == 6
+
+
+def _wait_metric(port, name, pred, timeout=10):
+    deadline = time.time() + timeout
+    while True:
+        m = metrics(port)
+        if pred(metric_sum(m, name)):
+            return m
+        assert time.time() < deadline, "%s never reached the expected value: %r" % (name, m)
+        time.sleep(0.2)
+
+
+@pytest.mark.sqlite_only("SQLite writes the code and URL indexes of new links in periodic folds")
+def test_new_links_are_found_before_the_index_fold_and_after_sigkill(kurz):
+    # New links reach the code and URL indexes in a fold (once per
+    # --click-fold-interval): until then, and after a crash before it, every
+    # read finds them: redirects, the admin list in code order, and dedupe
+    # (the same URL again gets the same code).
+    s = kurz.start(["--create-rate-limit", "0", "--click-fold-interval", "1h"])
+    key = kurz.admin_key(s.data_dir)
+    urls = [unique_url("unindexed%d" % i) for i in range(60)]
+    made = {j["shortCode"]: j["originalUrl"] for j in _create_many(s.port, urls)}
+    alias = "unindexed-%d" % (time.time_ns() % 10**6)
+    made[alias] = create_ok(s.port, unique_url("ua"), alias=alias)["originalUrl"]
+    m = metrics(s.port)
+    assert metric_sum(m, "kurz_sqlite_links_unindexed") == 61, m
+    assert metric_sum(m, "kurz_sqlite_index_folds_total") == 0, m
+
+    def check(port):
+        codes = list_codes(port, key)
+        assert codes == sorted(made), "list: %d codes, in order: %s" % (
+            len(codes), codes == sorted(codes))
+        _assert_all_redirect(port, made.items())
+        again = _create_many(port, urls)
+        for j in again:
+            assert made.get(j["shortCode"]) == j["originalUrl"], "not deduplicated: %r" % j
+
+    check(s.port)
+    s.kill()
+    s2 = kurz.restart(s)
+    assert metric_sum(metrics(s2.port), "kurz_sqlite_links_unindexed") == 61
+    check(s2.port)
+    # The fold, when due: nothing waits any more, and everything is found.
+    s2.stop()
+    s3 = kurz.start(["--create-rate-limit", "0", "--click-fold-interval", "1s",
+                     "--click-flush-interval", "200ms"], data_dir=s.data_dir)
+    _wait_metric(s3.port, "kurz_sqlite_index_folds_total", lambda v: v >= 1)
+    assert metric_sum(metrics(s3.port), "kurz_sqlite_links_unindexed") == 0
+    check(s3.port)
 
 
 def test_100_racing_creates_of_one_alias_one_wins(kurz):

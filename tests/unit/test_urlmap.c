@@ -1,7 +1,8 @@
 /* tests/unit/test_urlmap.c - the writer's dedupe entries of unindexed links:
  * every id of a hash is found (newest first) and no other, growth keeps them
  * all, truncating to a mark drops exactly the entries added after it (also
- * across a growth), clear empties it. */
+ * across a growth), dropping the oldest keeps the newer in order, clear
+ * empties it. */
 #include <stdint.h>
 
 #include "store/urlmap.h"
@@ -72,6 +73,19 @@ static void test_growth_and_truncate(void)
                         bad++;
         }
         CHECK_EQ_INT(bad, 0);
+        /* A finished fold: its entries (the oldest) go, the newer stay. */
+        kurz_urlmap_drop_oldest(m, 4000);
+        CHECK_EQ_INT((int)kurz_urlmap_size(m), n - 4000);
+        bad = 0;
+        for (int i = 0; i < n; i++) {
+                int k = ids_of(m, (uint64_t)i * 0x9e3779b97f4a7c15ULL, ids, 2);
+
+                if (i < 4000 ? k != 0 : k != 1 || ids[0] != i)
+                        bad++;
+        }
+        CHECK_EQ_INT(bad, 0);
+        kurz_urlmap_truncate(m, n - 4000 - 1); /* the newest goes */
+        CHECK_EQ_INT(ids_of(m, (uint64_t)(n - 1) * 0x9e3779b97f4a7c15ULL, ids, 2), 0);
         kurz_urlmap_clear(m);
         CHECK_EQ_INT((int)kurz_urlmap_size(m), 0);
         CHECK_EQ_INT(ids_of(m, 0, ids, 2), 0);

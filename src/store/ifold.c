@@ -1,0 +1,427 @@
+/* store/ifold.c - a fold covers the rows of links_unindexed up to the last
+ * one at its start (seq <= last) and works through them in steps: it reads
+ * them (with the code, URL hash and dedupe flag of each link that still
+ * exists), writes the link_codes entries in code order, then the link_urls
+ * entries in hash order, then deletes the rows. An entry is written only
+ * while its link exists (a delete during the fold leaves nothing behind) and
+ * written again after a crash (INSERT OR IGNORE), so a fold cut short is
+ * simply done again by the next one. */
+#include "store/ifold.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/store.h"
+#include "store/urlmap.h"
+#include "util/log.h"
+
+enum { S_LAST, S_READ, S_CODE, S_URL, S_DONE, S_BEGIN, S_COMMIT, S_ROLLBACK, S_COUNT };
+
+static const char *const sql[S_COUNT] = {
+    [S_LAST] = "SELECT coalesce(max(seq), 0) FROM links_unindexed",
+    [S_READ] = "SELECT u.seq, l.id, l.url_hash, l.code, l.dedupe = 1 AND l.is_alias = 0 FROM"
+               " links_unindexed u JOIN links l ON l.id = u.id WHERE u.seq > ?1 AND u.seq <= ?2"
+               " ORDER BY u.seq LIMIT ?3",
+    [S_CODE] = "INSERT OR IGNORE INTO link_codes(code, id) SELECT ?1, ?2 WHERE EXISTS"
+               " (SELECT 1 FROM links WHERE id = ?2 AND code = ?1)",
+    [S_URL] = "INSERT OR IGNORE INTO link_urls(url_hash, id) SELECT ?1, ?2 WHERE EXISTS"
+              " (SELECT 1 FROM links WHERE id = ?2 AND url_hash = ?1)",
+    [S_DONE] = "DELETE FROM links_unindexed WHERE seq > ?1 AND seq <= ?2",
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+};
+
+/* What a fold does next: each phase runs in steps of at most IFOLD_STEP. */
+enum phase { P_IDLE, P_READ, P_CODES, P_URLS, P_DONE };
+
+struct entry {
+        int64_t id;
+        int64_t hash;  /* url_hash as SQLite stores it (signed) */
+        uint64_t ckey; /* the code's first 8 bytes, big-endian: sorts like it */
+        char code[KURZ_CODE_MAX + 1];
+        bool dedupe;
+};
+
+struct kurz_ifold {
+        sqlite3 *db;
+        sqlite3_stmt *st[S_COUNT];
+        struct kurz_urlmap *map;
+        int64_t fold_ms;
+        int64_t last_ms;  /* when the last fold started (monotonic) */
+        int64_t retry_ms; /* no step before this after a failed one */
+        _Atomic size_t pending;
+        _Atomic uint64_t folds;
+        /* The fold in progress: its phase, its rows (seq <= last), the links
+         * read so far (e, n) in one order (ord), the position in the phase
+         * (a seq while reading and deleting, an index otherwise), and the
+         * urlmap entries and pending count it covers. */
+        enum phase phase;
+        int64_t last, seq;
+        struct entry *e;
+        uint32_t *ord;
+        size_t n, cap, pos;
+        size_t map_mark, counted;
+};
+
+static int64_t mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int fail(struct kurz_ifold *f, int rc, const char *what)
+{
+        kurz_error("sqlite: index fold: %s: %s (%d)", what, sqlite3_errmsg(f->db), rc);
+        return (rc & 0xff) == SQLITE_NOMEM ? -ENOMEM : KURZ_E_UNAVAILABLE;
+}
+
+static int run(struct kurz_ifold *f, int id)
+{
+        int rc;
+
+        while ((rc = sqlite3_step(f->st[id])) == SQLITE_ROW)
+                ;
+        sqlite3_reset(f->st[id]);
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+void kurz_ifold_free(struct kurz_ifold *f)
+{
+        if (!f)
+                return;
+        for (int i = 0; i < S_COUNT; i++)
+                sqlite3_finalize(f->st[i]);
+        kurz_urlmap_free(f->map);
+        free(f->e);
+        free(f->ord);
+        free(f);
+}
+
+/* Reads up to limit links of the rows seq in (f->seq, f->last] into f->e,
+ * advancing f->seq; with map, their dedupe entries go into the urlmap too
+ * (at open). Returns how many rows it read, or an error. */
+static int read_rows(struct kurz_ifold *f, size_t limit, bool map)
+{
+        sqlite3_stmt *st = f->st[S_READ];
+        int rc, rows = 0;
+
+        sqlite3_bind_int64(st, 1, f->seq);
+        sqlite3_bind_int64(st, 2, f->last);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                struct entry *x;
+                int len = sqlite3_column_bytes(st, 3);
+
+                rows++;
+                f->seq = sqlite3_column_int64(st, 0);
+                if (len <= 0 || len > KURZ_CODE_MAX)
+                        continue; /* not a code kurz stores */
+                if (f->n == f->cap) {
+                        size_t ncap = f->cap ? f->cap * 2 : 1024;
+
+                        x = realloc(f->e, ncap * sizeof(*x));
+                        if (!x) {
+                                sqlite3_reset(st);
+                                return -ENOMEM;
+                        }
+                        f->e = x;
+                        f->cap = ncap;
+                }
+                x = &f->e[f->n++];
+                x->id = sqlite3_column_int64(st, 1);
+                x->hash = sqlite3_column_int64(st, 2);
+                memcpy(x->code, sqlite3_column_text(st, 3), (size_t)len);
+                x->code[len] = '\0';
+                x->ckey = 0;
+                for (int i = 0; i < 8; i++)
+                        x->ckey = x->ckey << 8 | (uint8_t)(i < len ? x->code[i] : 0);
+                x->dedupe = sqlite3_column_int(st, 4) != 0;
+                if (map && x->dedupe && kurz_urlmap_add(f->map, (uint64_t)x->hash, x->id) < 0) {
+                        sqlite3_reset(st);
+                        return -ENOMEM;
+                }
+        }
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? rows : fail(f, rc, "read unindexed links");
+}
+
+/* The last row of links_unindexed now, into *last. */
+static int last_seq(struct kurz_ifold *f, int64_t *last)
+{
+        sqlite3_stmt *st = f->st[S_LAST];
+        int rc = sqlite3_step(st);
+
+        if (rc == SQLITE_ROW)
+                *last = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        return rc == SQLITE_ROW ? 0 : fail(f, rc, "read unindexed links");
+}
+
+int kurz_ifold_open(sqlite3 *db, int64_t fold_ms, struct kurz_ifold **out)
+{
+        struct kurz_ifold *f = calloc(1, sizeof(*f));
+        int rc;
+
+        *out = NULL;
+        if (!f)
+                return -ENOMEM;
+        f->db = db;
+        f->fold_ms = fold_ms;
+        f->last_ms = mono_ms();
+        f->map = kurz_urlmap_new();
+        if (!f->map) {
+                kurz_ifold_free(f);
+                return -ENOMEM;
+        }
+        for (int i = 0; i < S_COUNT; i++) {
+                rc = sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &f->st[i], NULL);
+                if (rc != SQLITE_OK) {
+                        rc = fail(f, rc, sql[i]);
+                        kurz_ifold_free(f);
+                        return rc;
+                }
+        }
+        /* Every row a stop or crash left: its link's dedupe entry. */
+        rc = last_seq(f, &f->last);
+        while (rc == 0 && (rc = read_rows(f, 65536, true)) > 0)
+                ;
+        if (rc < 0) {
+                kurz_ifold_free(f);
+                return rc;
+        }
+        f->pending = f->n;
+        f->n = 0;
+        f->seq = 0;
+        *out = f;
+        return 0;
+}
+
+size_t kurz_ifold_mark(const struct kurz_ifold *f)
+{
+        return kurz_urlmap_size(f->map);
+}
+
+int kurz_ifold_added(struct kurz_ifold *f, uint64_t url_hash, int64_t id)
+{
+        return kurz_urlmap_add(f->map, url_hash, id);
+}
+
+void kurz_ifold_rollback(struct kurz_ifold *f, size_t mark)
+{
+        kurz_urlmap_truncate(f->map, mark);
+}
+
+void kurz_ifold_committed(struct kurz_ifold *f, size_t created)
+{
+        f->pending += created;
+}
+
+int kurz_ifold_next(const struct kurz_ifold *f, uint64_t url_hash, size_t *cursor, int64_t *id)
+{
+        return kurz_urlmap_next(f->map, url_hash, cursor, id);
+}
+
+size_t kurz_ifold_pending(const struct kurz_ifold *f)
+{
+        return atomic_load(&f->pending);
+}
+
+uint64_t kurz_ifold_folds(const struct kurz_ifold *f)
+{
+        return atomic_load(&f->folds);
+}
+
+static const struct entry *sort_base;
+
+static int by_code_cmp(const void *a, const void *b)
+{
+        const struct entry *x = &sort_base[*(const uint32_t *)a];
+        const struct entry *y = &sort_base[*(const uint32_t *)b];
+
+        if (x->ckey != y->ckey)
+                return x->ckey < y->ckey ? -1 : 1;
+        return strcmp(x->code, y->code);
+}
+
+static int by_hash_cmp(const void *a, const void *b)
+{
+        const struct entry *x = &sort_base[*(const uint32_t *)a];
+        const struct entry *y = &sort_base[*(const uint32_t *)b];
+
+        if (x->hash != y->hash)
+                return x->hash < y->hash ? -1 : 1;
+        return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Puts f->ord in the order of cmp (writer thread only: the comparators
+ * share sort_base). */
+static void order(struct kurz_ifold *f, int (*cmp)(const void *, const void *))
+{
+        for (size_t i = 0; i < f->n; i++)
+                f->ord[i] = (uint32_t)i;
+        sort_base = f->e;
+        qsort(f->ord, f->n, sizeof(*f->ord), cmp);
+        sort_base = NULL;
+}
+
+/* Writes the entry of the link at f->ord[i] in the current phase. */
+static int write_entry(struct kurz_ifold *f, size_t i)
+{
+        const struct entry *x = &f->e[f->ord[i]];
+        sqlite3_stmt *st;
+
+        if (f->phase == P_CODES) {
+                if (x->id < 0)
+                        return SQLITE_OK; /* its link_codes row came with it */
+                st = f->st[S_CODE];
+                sqlite3_bind_text(st, 1, x->code, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 2, x->id);
+                return run(f, S_CODE);
+        }
+        if (!x->dedupe)
+                return SQLITE_OK;
+        st = f->st[S_URL];
+        sqlite3_bind_int64(st, 1, x->hash);
+        sqlite3_bind_int64(st, 2, x->id);
+        return run(f, S_URL);
+}
+
+/* Starts a fold of every row there is now. */
+static int start(struct kurz_ifold *f)
+{
+        int rc = last_seq(f, &f->last);
+
+        if (rc < 0)
+                return rc;
+        f->map_mark = kurz_urlmap_size(f->map);
+        f->counted = f->pending;
+        f->seq = 0;
+        f->n = 0;
+        f->phase = P_READ;
+        f->last_ms = mono_ms();
+        return 0;
+}
+
+/* The fold is through: its links leave the urlmap and the pending count. */
+static void finish(struct kurz_ifold *f)
+{
+        kurz_urlmap_drop_oldest(f->map, f->map_mark);
+        f->pending -= f->counted < f->pending ? f->counted : f->pending;
+        f->folds++;
+        f->phase = P_IDLE;
+        free(f->e);
+        free(f->ord);
+        f->e = NULL;
+        f->ord = NULL;
+        f->n = f->cap = 0;
+}
+
+/* Writes entries [pos, pos + IFOLD_STEP) of the phase, or deletes the next
+ * IFOLD_STEP rows, in one transaction. */
+static int write_step(struct kurz_ifold *f)
+{
+        size_t to = f->pos + IFOLD_STEP;
+        int64_t seq_to = f->seq + IFOLD_STEP < f->last ? f->seq + IFOLD_STEP : f->last;
+        int rc;
+
+        if (to > f->n)
+                to = f->n;
+        rc = run(f, S_BEGIN);
+        if (f->phase == P_DONE) {
+                if (rc == SQLITE_OK) {
+                        sqlite3_bind_int64(f->st[S_DONE], 1, f->seq);
+                        sqlite3_bind_int64(f->st[S_DONE], 2, seq_to);
+                        rc = run(f, S_DONE);
+                }
+        } else {
+                for (size_t i = f->pos; rc == SQLITE_OK && i < to; i++)
+                        rc = write_entry(f, i);
+        }
+        if (rc == SQLITE_OK)
+                rc = run(f, S_COMMIT);
+        if (rc != SQLITE_OK) {
+                rc = fail(f, rc, "write");
+                if (!sqlite3_get_autocommit(f->db))
+                        (void)run(f, S_ROLLBACK);
+                return rc;
+        }
+        if (f->phase == P_DONE)
+                f->seq = seq_to;
+        else
+                f->pos = to;
+        return 0;
+}
+
+/* One step of the fold: a bounded piece of one phase. */
+static int step(struct kurz_ifold *f)
+{
+        int rc;
+
+        switch (f->phase) {
+        case P_IDLE:
+                return 0;
+        case P_READ:
+                rc = read_rows(f, IFOLD_STEP, false);
+                if (rc < 0)
+                        return rc;
+                if (rc > 0)
+                        return 0;
+                free(f->ord);
+                f->ord = malloc((f->n ? f->n : 1) * sizeof(*f->ord));
+                if (!f->ord)
+                        return -ENOMEM;
+                order(f, by_code_cmp);
+                f->phase = P_CODES;
+                f->pos = 0;
+                return 0;
+        case P_CODES:
+        case P_URLS:
+                if (f->pos < f->n)
+                        return write_step(f);
+                if (f->phase == P_CODES) {
+                        order(f, by_hash_cmp);
+                        f->phase = P_URLS;
+                } else {
+                        f->phase = P_DONE;
+                        f->seq = 0;
+                }
+                f->pos = 0;
+                return 0;
+        case P_DONE:
+                if (f->seq < f->last)
+                        return write_step(f);
+                finish(f);
+                return 0;
+        }
+        return 0;
+}
+
+int kurz_ifold_work(struct kurz_ifold *f, int64_t budget_ms)
+{
+        int64_t t0 = mono_ms();
+        size_t pending = f->pending;
+        int rc = 0;
+
+        if (t0 < f->retry_ms)
+                return 0;
+        if (f->phase == P_IDLE) {
+                if (pending == 0 || (pending < IFOLD_ROWS && t0 - f->last_ms < f->fold_ms))
+                        return 0;
+                rc = start(f);
+        }
+        while (rc == 0 && f->phase != P_IDLE) {
+                rc = step(f);
+                if (mono_ms() - t0 >= budget_ms)
+                        break;
+        }
+        if (rc < 0)
+                f->retry_ms = mono_ms() + 1000;
+        return rc;
+}
