@@ -30,7 +30,8 @@ static const char *const sql[S_COUNT] = {
                " (SELECT 1 FROM links WHERE id = ?2 AND code = ?1)",
     [S_URL] = "INSERT OR IGNORE INTO link_urls(url_hash, id) SELECT ?1, ?2 WHERE EXISTS"
               " (SELECT 1 FROM links WHERE id = ?2 AND url_hash = ?1)",
-    [S_DONE] = "DELETE FROM links_unindexed WHERE seq > ?1 AND seq <= ?2",
+    [S_DONE] = "DELETE FROM links_unindexed WHERE seq IN (SELECT seq FROM links_unindexed"
+               " WHERE seq <= ?1 ORDER BY seq LIMIT ?2)",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
@@ -56,16 +57,20 @@ struct kurz_ifold {
         int64_t retry_ms; /* no step before this after a failed one */
         _Atomic size_t pending;
         _Atomic uint64_t folds;
-        /* The fold in progress: its phase, its rows (seq <= last), the links
-         * read so far (e, n) in one order (ord), the position in the phase
-         * (a seq while reading and deleting, an index otherwise), and the
-         * urlmap entries and pending count it covers. */
+        /* The fold in progress: its phase, its rows (seq <= last), the
+         * last row read (seq), the links read (e, n) in one order (ord), the
+         * next entry to write (pos), and the urlmap entries and pending
+         * count it covers. A write inside a create batch moves pos (or ends
+         * the fold) only when the batch commits: to (t_pos, t_end) until
+         * then, t_set while it waits. */
         enum phase phase;
         int64_t last, seq;
         struct entry *e;
         uint32_t *ord;
         size_t n, cap, pos;
         size_t map_mark, counted;
+        size_t t_pos;
+        bool t_end, t_set;
 };
 
 static int64_t mono_ms(void)
@@ -120,9 +125,10 @@ static int read_rows(struct kurz_ifold *f, size_t limit, bool map)
                 int len = sqlite3_column_bytes(st, 3);
 
                 rows++;
-                f->seq = sqlite3_column_int64(st, 0);
-                if (len <= 0 || len > KURZ_CODE_MAX)
+                if (len <= 0 || len > KURZ_CODE_MAX) {
+                        f->seq = sqlite3_column_int64(st, 0);
                         continue; /* not a code kurz stores */
+                }
                 if (f->n == f->cap) {
                         size_t ncap = f->cap ? f->cap * 2 : 1024;
 
@@ -144,9 +150,11 @@ static int read_rows(struct kurz_ifold *f, size_t limit, bool map)
                         x->ckey = x->ckey << 8 | (uint8_t)(i < len ? x->code[i] : 0);
                 x->dedupe = sqlite3_column_int(st, 4) != 0;
                 if (map && x->dedupe && kurz_urlmap_add(f->map, (uint64_t)x->hash, x->id) < 0) {
+                        f->n--;
                         sqlite3_reset(st);
                         return -ENOMEM;
                 }
+                f->seq = sqlite3_column_int64(st, 0); /* read: the next read goes on after it */
         }
         sqlite3_reset(st);
         return rc == SQLITE_DONE ? rows : fail(f, rc, "read unindexed links");
@@ -164,7 +172,7 @@ static int last_seq(struct kurz_ifold *f, int64_t *last)
         return rc == SQLITE_ROW ? 0 : fail(f, rc, "read unindexed links");
 }
 
-int kurz_ifold_open(sqlite3 *db, int64_t fold_ms, struct kurz_ifold **out)
+int kurz_ifold_open(sqlite3 *db, int64_t fold_ms, bool load, struct kurz_ifold **out)
 {
         struct kurz_ifold *f = calloc(1, sizeof(*f));
         int rc;
@@ -189,8 +197,8 @@ int kurz_ifold_open(sqlite3 *db, int64_t fold_ms, struct kurz_ifold **out)
                 }
         }
         /* Every row a stop or crash left: its link's dedupe entry. */
-        rc = last_seq(f, &f->last);
-        while (rc == 0 && (rc = read_rows(f, 65536, true)) > 0)
+        rc = load ? last_seq(f, &f->last) : 0;
+        while (load && rc == 0 && (rc = read_rows(f, 65536, true)) > 0)
                 ;
         if (rc < 0) {
                 kurz_ifold_free(f);
@@ -216,11 +224,15 @@ int kurz_ifold_added(struct kurz_ifold *f, uint64_t url_hash, int64_t id)
 void kurz_ifold_rollback(struct kurz_ifold *f, size_t mark)
 {
         kurz_urlmap_truncate(f->map, mark);
+        f->t_set = false; /* the batch's piece of the fold is undone */
 }
+
+static void confirm(struct kurz_ifold *f);
 
 void kurz_ifold_committed(struct kurz_ifold *f, size_t created)
 {
         f->pending += created;
+        confirm(f);
 }
 
 int kurz_ifold_next(const struct kurz_ifold *f, uint64_t url_hash, size_t *cursor, int64_t *id)
@@ -238,37 +250,32 @@ uint64_t kurz_ifold_folds(const struct kurz_ifold *f)
         return atomic_load(&f->folds);
 }
 
-static const struct entry *sort_base;
-
-static int by_code_cmp(const void *a, const void *b)
+static int by_code_cmp(const void *a, const void *b, void *arg)
 {
-        const struct entry *x = &sort_base[*(const uint32_t *)a];
-        const struct entry *y = &sort_base[*(const uint32_t *)b];
+        const struct entry *x = (const struct entry *)arg + *(const uint32_t *)a;
+        const struct entry *y = (const struct entry *)arg + *(const uint32_t *)b;
 
         if (x->ckey != y->ckey)
                 return x->ckey < y->ckey ? -1 : 1;
         return strcmp(x->code, y->code);
 }
 
-static int by_hash_cmp(const void *a, const void *b)
+static int by_hash_cmp(const void *a, const void *b, void *arg)
 {
-        const struct entry *x = &sort_base[*(const uint32_t *)a];
-        const struct entry *y = &sort_base[*(const uint32_t *)b];
+        const struct entry *x = (const struct entry *)arg + *(const uint32_t *)a;
+        const struct entry *y = (const struct entry *)arg + *(const uint32_t *)b;
 
         if (x->hash != y->hash)
                 return x->hash < y->hash ? -1 : 1;
         return (x->id > y->id) - (x->id < y->id);
 }
 
-/* Puts f->ord in the order of cmp (writer thread only: the comparators
- * share sort_base). */
-static void order(struct kurz_ifold *f, int (*cmp)(const void *, const void *))
+/* Puts f->ord in the order of cmp. */
+static void order(struct kurz_ifold *f, int (*cmp)(const void *, const void *, void *))
 {
         for (size_t i = 0; i < f->n; i++)
                 f->ord[i] = (uint32_t)i;
-        sort_base = f->e;
-        qsort(f->ord, f->n, sizeof(*f->ord), cmp);
-        sort_base = NULL;
+        qsort_r(f->ord, f->n, sizeof(*f->ord), cmp, f->e);
 }
 
 /* Writes the entry of the link at f->ord[i] in the current phase. */
@@ -304,6 +311,7 @@ static int start(struct kurz_ifold *f)
         f->counted = f->pending;
         f->seq = 0;
         f->n = 0;
+        f->t_set = false;
         f->phase = P_READ;
         f->last_ms = mono_ms();
         return 0;
@@ -323,44 +331,42 @@ static void finish(struct kurz_ifold *f)
         f->n = f->cap = 0;
 }
 
-/* Writes entries [pos, pos + IFOLD_STEP) of the phase, or deletes the next
- * IFOLD_STEP rows, in one transaction. */
-static int write_step(struct kurz_ifold *f)
+/* Writes the next piece of the current phase inside the open transaction:
+ * entries [pos, pos + IFOLD_STEP), or the deletion of the next IFOLD_STEP
+ * rows. Where it got to waits in (t_pos, t_end) for the commit. */
+static int write_piece(struct kurz_ifold *f)
 {
-        size_t to = f->pos + IFOLD_STEP;
-        int64_t seq_to = f->seq + IFOLD_STEP < f->last ? f->seq + IFOLD_STEP : f->last;
-        int rc;
+        int rc = SQLITE_OK;
 
-        if (to > f->n)
-                to = f->n;
-        rc = run(f, S_BEGIN);
         if (f->phase == P_DONE) {
-                if (rc == SQLITE_OK) {
-                        sqlite3_bind_int64(f->st[S_DONE], 1, f->seq);
-                        sqlite3_bind_int64(f->st[S_DONE], 2, seq_to);
-                        rc = run(f, S_DONE);
-                }
+                sqlite3_bind_int64(f->st[S_DONE], 1, f->last);
+                sqlite3_bind_int64(f->st[S_DONE], 2, IFOLD_STEP);
+                rc = run(f, S_DONE);
+                f->t_end = sqlite3_changes(f->db) < (int)IFOLD_STEP;
         } else {
-                for (size_t i = f->pos; rc == SQLITE_OK && i < to; i++)
+                f->t_pos = f->pos + IFOLD_STEP < f->n ? f->pos + IFOLD_STEP : f->n;
+                for (size_t i = f->pos; rc == SQLITE_OK && i < f->t_pos; i++)
                         rc = write_entry(f, i);
         }
-        if (rc == SQLITE_OK)
-                rc = run(f, S_COMMIT);
-        if (rc != SQLITE_OK) {
-                rc = fail(f, rc, "write");
-                if (!sqlite3_get_autocommit(f->db))
-                        (void)run(f, S_ROLLBACK);
-                return rc;
-        }
-        if (f->phase == P_DONE)
-                f->seq = seq_to;
-        else
-                f->pos = to;
-        return 0;
+        f->t_set = rc == SQLITE_OK;
+        return rc;
 }
 
-/* One step of the fold: a bounded piece of one phase. */
-static int step(struct kurz_ifold *f)
+/* The transaction of the piece committed: the fold moves on. */
+static void confirm(struct kurz_ifold *f)
+{
+        if (!f->t_set)
+                return;
+        f->t_set = false;
+        if (f->phase != P_DONE)
+                f->pos = f->t_pos;
+        else if (f->t_end)
+                finish(f);
+}
+
+/* One step of the fold: a bounded piece of one phase. Inside a create batch
+ * (in_tx) a piece joins its transaction; otherwise it has its own. */
+static int step(struct kurz_ifold *f, bool in_tx)
 {
         int rc;
 
@@ -383,41 +389,74 @@ static int step(struct kurz_ifold *f)
                 return 0;
         case P_CODES:
         case P_URLS:
-                if (f->pos < f->n)
-                        return write_step(f);
-                if (f->phase == P_CODES) {
-                        order(f, by_hash_cmp);
-                        f->phase = P_URLS;
-                } else {
-                        f->phase = P_DONE;
-                        f->seq = 0;
+                if (f->pos == f->n) {
+                        if (f->phase == P_CODES) {
+                                order(f, by_hash_cmp);
+                                f->phase = P_URLS;
+                        } else {
+                                f->phase = P_DONE;
+                        }
+                        f->pos = 0;
+                        return 0;
                 }
-                f->pos = 0;
-                return 0;
+                break;
         case P_DONE:
-                if (f->seq < f->last)
-                        return write_step(f);
-                finish(f);
-                return 0;
+                break;
         }
+        if (in_tx)
+                return write_piece(f) == SQLITE_OK ? 0 : fail(f, sqlite3_errcode(f->db), "write");
+        rc = run(f, S_BEGIN);
+        if (rc == SQLITE_OK)
+                rc = write_piece(f);
+        if (rc == SQLITE_OK)
+                rc = run(f, S_COMMIT);
+        if (rc != SQLITE_OK) {
+                rc = fail(f, rc, "write");
+                f->t_set = false;
+                if (!sqlite3_get_autocommit(f->db))
+                        (void)run(f, S_ROLLBACK);
+                return rc;
+        }
+        confirm(f);
         return 0;
+}
+
+/* Starts a fold when one is due and none runs. */
+static int start_if_due(struct kurz_ifold *f, int64_t now)
+{
+        size_t pending = f->pending;
+
+        if (f->phase != P_IDLE || pending == 0 ||
+            (pending < IFOLD_ROWS && now - f->last_ms < f->fold_ms))
+                return 0;
+        return start(f);
+}
+
+int kurz_ifold_batch_step(struct kurz_ifold *f)
+{
+        int64_t now = mono_ms();
+        int rc;
+
+        if (now < f->retry_ms)
+                return 0;
+        rc = start_if_due(f, now);
+        if (rc == 0)
+                rc = step(f, true);
+        if (rc < 0)
+                f->retry_ms = now + 1000;
+        return rc;
 }
 
 int kurz_ifold_work(struct kurz_ifold *f, int64_t budget_ms)
 {
         int64_t t0 = mono_ms();
-        size_t pending = f->pending;
-        int rc = 0;
+        int rc;
 
         if (t0 < f->retry_ms)
                 return 0;
-        if (f->phase == P_IDLE) {
-                if (pending == 0 || (pending < IFOLD_ROWS && t0 - f->last_ms < f->fold_ms))
-                        return 0;
-                rc = start(f);
-        }
+        rc = start_if_due(f, t0);
         while (rc == 0 && f->phase != P_IDLE) {
-                rc = step(f);
+                rc = step(f, false);
                 if (mono_ms() - t0 >= budget_ms)
                         break;
         }

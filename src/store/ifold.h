@@ -2,9 +2,10 @@
  * its link to `links` (keyed by the integer its code encodes) and notes it in
  * `links_unindexed`; the fold writes the `link_codes` and `link_urls` entries
  * of all such links later, in key order, so that many entries share each
- * b-tree leaf written. It runs in steps of at most IFOLD_STEP rows, each its
- * own short transaction between create batches, so creates never wait for a
- * whole fold. Until a link's fold is done, creates find its URL in memory
+ * b-tree leaf written. It runs in steps of at most IFOLD_STEP rows: one inside
+ * each create batch's transaction (committed with it, no fsync of its own),
+ * more in transactions of their own on the flush timer's tick; creates never
+ * wait for a whole fold. Until a link's fold is done, creates find its URL in memory
  * (the urlmap) and reads find it through links_unindexed.
  *
  * Writer thread only, except kurz_ifold_pending and kurz_ifold_folds (any
@@ -13,6 +14,7 @@
 #ifndef KURZ_STORE_IFOLD_H
 #define KURZ_STORE_IFOLD_H
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,15 +23,17 @@
 
 struct kurz_ifold; /* opaque */
 
-/* Prepares the statements on db and loads the links a stop or crash left
- * unindexed (their dedupe entries into memory). Reads only. Returns 0, -ENOMEM
+/* Prepares the statements on db and, with load, loads the links a stop or
+ * crash left unindexed (their dedupe entries into memory; an admin command
+ * beside a running server leaves them to it). Reads only. Returns 0, -ENOMEM
  * or a store error. */
-int kurz_ifold_open(sqlite3 *db, int64_t fold_ms, struct kurz_ifold **out);
+int kurz_ifold_open(sqlite3 *db, int64_t fold_ms, bool load, struct kurz_ifold **out);
 void kurz_ifold_free(struct kurz_ifold *f);
 
 /* Inside a create batch: a mark to go back to if the batch rolls back, the
  * dedupe entry of a link just inserted (0 or -ENOMEM), the rollback, and the
- * commit of `created` new links. */
+ * commit of `created` new links. The rollback and the commit also undo or
+ * keep the batch's step of the fold. */
 size_t kurz_ifold_mark(const struct kurz_ifold *f);
 int kurz_ifold_added(struct kurz_ifold *f, uint64_t url_hash, int64_t id);
 void kurz_ifold_rollback(struct kurz_ifold *f, size_t mark);
@@ -38,6 +42,11 @@ void kurz_ifold_committed(struct kurz_ifold *f, size_t created);
 /* Iterates over the ids of unindexed deduplicable links with url_hash (see
  * kurz_urlmap_next). */
 int kurz_ifold_next(const struct kurz_ifold *f, uint64_t url_hash, size_t *cursor, int64_t *id);
+
+/* Inside a create batch's open transaction: starts a fold when one is due
+ * and runs one step of it there. Returns 0, or an error that fails the
+ * batch (then retried no sooner than a second later). */
+int kurz_ifold_batch_step(struct kurz_ifold *f);
 
 /* Outside any transaction: starts a fold when one is due (fold_ms since the
  * last, or IFOLD_ROWS links waiting) and runs steps of it, at least one and

@@ -1196,9 +1196,6 @@ static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, 
                 items[i].code[0] = '\0';
         }
         s->lease_in_tx = false;
-        /* One step of a due index fold, before the batch: the previous
-         * batch's answers do not wait for it. A failed step is retried. */
-        (void)kurz_ifold_work(s->ifold, 0);
         mark = kurz_ifold_mark(s->ifold); /* what a rollback goes back to */
         rc = run(c, ST_BEGIN_IMMEDIATE);
         if (rc != SQLITE_OK) {
@@ -1213,6 +1210,9 @@ static int sq_create_batch(struct kurz_store *store, struct kurz_create *items, 
                         goto out_rollback;
                 }
         }
+        /* A step of the index fold rides on the batch's commit. */
+        if (kurz_ifold_batch_step(s->ifold) < 0)
+                goto out_rollback;
         for (size_t i = 0; i < n; i++) {
                 rc = create_one(s, &items[i], gen, gen_arg);
                 if (rc < 0)
@@ -2583,7 +2583,7 @@ int kurz_sqlite_open(const struct kurz_sqlite_config *cfg, struct kurz_store **o
         if (rc < 0)
                 kurz_error("sqlite: cannot fold the click log: %d", rc);
         else
-                rc = kurz_ifold_open(s->w->db, s->fold_ms, &s->ifold);
+                rc = kurz_ifold_open(s->w->db, s->fold_ms, !s->shared, &s->ifold);
         if (rc < 0) {
                 pthread_rwlock_destroy(&s->ulock);
                 goto out_free_unf;

@@ -3,6 +3,7 @@
  * "unit <name>: N passed, N failed", which tests/run adds up. */
 #ifndef KURZ_TESTS_UNIT_TEST_H
 #define KURZ_TESTS_UNIT_TEST_H
+#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -54,4 +55,17 @@ static int test_passed, test_failed, test_case_failed;
                 printf("unit %s: %d passed, %d failed\n", name, test_passed, test_failed);         \
                 return test_failed ? 1 : 0;                                                        \
         } while (0)
+static inline int test_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+        (void)sb;
+        (void)flag;
+        (void)ftw;
+        return remove(path);
+}
+
+/* Removes dir and everything under it (a test's scratch directory). */
+static inline void test_rmtree(const char *dir)
+{
+        nftw(dir, test_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 #endif

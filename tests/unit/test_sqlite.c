@@ -3,7 +3,6 @@
  * dedupe, aliases, collisions, whole-batch failure), reads, clicks, cleanup,
  * counters and keys that survive a reopen, and the data-dir lock. */
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -814,14 +813,6 @@ static void test_batch_disk_full(void)
         s->ops->close(s);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-        (void)sb;
-        (void)flag;
-        (void)ftw;
-        return remove(path);
-}
-
 int main(void)
 {
         if (!mkdtemp(root)) {
@@ -845,6 +836,6 @@ int main(void)
         RUN(test_concurrent_reads);
         RUN(test_batch_busy);
         RUN(test_batch_disk_full);
-        nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        test_rmtree(root);
         TEST_END("sqlite");
 }

@@ -9,7 +9,6 @@
  * with every link, alias and dedupe entry intact, but not by an admin
  * command beside a running server. */
 #include <errno.h>
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,7 +294,7 @@ static void test_migration_5(void)
  * link is found at every point. */
 static void test_fold_in_steps(void)
 {
-        enum { N = 1500 }; /* read, sorted, written and deleted in steps */
+        enum { N = 5000 }; /* read, written and deleted in 3 steps each */
         static char codes[N + 8][KURZ_CODE_MAX + 1], urls[N + 8][64];
         char dir[256];
         struct kurz_store *s;
@@ -315,15 +314,16 @@ static void test_fold_in_steps(void)
         s->ops->close(s);
         kurz_codegen_free(g);
 
-        /* A child starts the fold (a step before each of its batches: read,
-         * read and sort, write the codes) and dies. */
+        /* A child starts the fold (a step in each of its batches: 3 reads,
+         * the sort, 2 of 3 pieces of code entries) and dies. */
         pid = fork();
         if (pid == 0) {
                 char code[KURZ_CODE_MAX + 1], url[64];
 
                 s = open_store(dir, FOLD_NOW);
                 g = s ? codegen(s) : NULL;
-                for (int i = 0; g && i < 3; i++) {
+                usleep(2000); /* past fold_ms */
+                for (int i = 0; g && i < 6; i++) {
                         snprintf(url, sizeof(url), "https://index.example/child%d", i);
                         create(s, g, url, NULL, code);
                 }
@@ -331,21 +331,23 @@ static void test_fold_in_steps(void)
         }
         CHECK(pid > 0);
         waitpid(pid, NULL, 0);
-        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_codes"), N);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_codes"), 2 * IFOLD_STEP);
         CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_urls"), 0);
-        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM links_unindexed"), N + 3);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM links_unindexed"), N + 6);
 
         s = open_store(dir, FOLD_NOW);
         g = s ? codegen(s) : NULL;
         if (!g)
                 return;
-        for (int i = 0; i < 3; i++, n++) {
+        usleep(2000);
+        for (int i = 0; i < 6; i++, n++) {
                 snprintf(urls[n], sizeof(urls[n]), "https://index.example/child%d", i);
                 CHECK_EQ_INT(create(s, g, urls[n], NULL, codes[n]),
                              KURZ_CREATE_EXISTING); /* dedupe of an unindexed link */
         }
-        /* Those batches began the fold again. Two links go now, one whose
-         * code entry is written: the steps to come write nothing for them. */
+        /* Those batches began the fold again (reading). Two links go now,
+         * one whose code entry the child wrote: the steps to come write
+         * nothing for them. */
         CHECK_EQ_INT(s->ops->remove(s, codes[0], strlen(codes[0])), 0);
         CHECK_EQ_INT(s->ops->remove(s, codes[N - 1], strlen(codes[N - 1])), 0);
         memmove(codes, codes + 1, (size_t)(n - 1) * sizeof(codes[0]));
@@ -397,7 +399,7 @@ static void test_snowflake_keys(void)
                 free(l.url);
         }
         for (int i = 0; i < 3; i++) {
-                char sql[128];
+                char sql[256];
                 uint64_t v = 0;
 
                 CHECK_EQ_INT(kurz_base62_decode(code[i], strlen(code[i]), &v), 0);
@@ -415,14 +417,6 @@ static void test_snowflake_keys(void)
         kurz_codegen_free(g);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-        (void)sb;
-        (void)flag;
-        (void)ftw;
-        return remove(path);
-}
-
 int main(void)
 {
         if (!mkdtemp(root)) {
@@ -433,6 +427,6 @@ int main(void)
         RUN(test_migration_5);
         RUN(test_snowflake_keys);
         RUN(test_fold_in_steps);
-        nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        test_rmtree(root);
         TEST_END("store_index");
 }

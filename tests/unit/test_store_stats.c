@@ -4,7 +4,6 @@
  * migrations 2 and 3 initialising them from data written before them, and
  * the click log: logged clicks count in every read before they are folded,
  * survive a crash, and fold at close and past its day bound. */
-#include <ftw.h>
 #include <sys/wait.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -538,14 +537,6 @@ static void test_fold_when_due(void)
         s->ops->close(s);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-        (void)sb;
-        (void)flag;
-        (void)ftw;
-        return remove(path);
-}
-
 int main(void)
 {
         if (!mkdtemp(root)) {
@@ -562,6 +553,6 @@ int main(void)
         RUN(test_logged_days_past_the_bound);
         RUN(test_delete_forgets_logged_clicks);
         RUN(test_fold_when_due);
-        nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        test_rmtree(root);
         TEST_END("store_stats");
 }

@@ -3,7 +3,6 @@
  * creates, stop drains, a full queue refuses, and a failing store fails every
  * item. Uses a fake store (optionally forwarding to SQLite) to count calls. */
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -542,14 +541,6 @@ static void test_failing_store(void)
         fake_destroy(&f);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-        (void)sb;
-        (void)flag;
-        (void)ftw;
-        return remove(path);
-}
-
 int main(void)
 {
         if (!mkdtemp(root)) {
@@ -562,6 +553,6 @@ int main(void)
         RUN(test_stop_drains);
         RUN(test_queue_full);
         RUN(test_failing_store);
-        nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        test_rmtree(root);
         TEST_END("writer");
 }
