@@ -49,9 +49,10 @@
 #define GONE_MS 600000
 /* wal_autocheckpoint of the writer, as set at open */
 #define WAL_AUTOCHECKPOINT 10000
-/* Time an index fold step may take on the flush timer's tick, beyond the
- * first step (see store/ifold.h); a create batch runs one step. */
-#define IFOLD_TICK_MS 50
+/* Time the index fold may take on the flush timer's tick beyond its first
+ * step (see store/ifold.h): short, as creates wait behind it; under load the
+ * create batches, one step each, carry the fold. */
+#define IFOLD_TICK_MS 10
 #define LOG_REC_MAX   (1 + KURZ_CODE_MAX + 4 + 8 + 8) /* one click in a clicks_log batch */
 
 /* Every statement a connection may run, prepared once when it opens. Write
