@@ -112,6 +112,7 @@ def test_alert_rules_pass_promtool():
     assert "0.9" in exprs["KurzLowCacheHitRate"]
     assert "kurz_pg_pool_in_use / kurz_pg_pool_max" in exprs["KurzDatabasePoolSaturated"]
     assert "process_cpu_seconds_total" in exprs["KurzHighCpu"] and "0.8" in exprs["KurzHighCpu"]
+    assert "kurz_sqlite_links_unindexed" in exprs["KurzIndexFoldBehind"]
 
 
 @pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (package prometheus)")
