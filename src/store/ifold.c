@@ -19,7 +19,20 @@
 #include "store/urlmap.h"
 #include "util/log.h"
 
-enum { S_LAST, S_READ, S_CODE, S_URL, S_DONE, S_BEGIN, S_COMMIT, S_ROLLBACK, S_COUNT };
+enum {
+        S_LAST,
+        S_READ,
+        S_CODE,
+        S_URL,
+        S_DONE,
+        S_BEGIN,
+        S_COMMIT,
+        S_ROLLBACK,
+        S_SAVE,
+        S_UNDO,
+        S_RELEASE,
+        S_COUNT
+};
 
 static const char *const sql[S_COUNT] = {
     [S_LAST] = "SELECT coalesce(max(seq), 0) FROM links_unindexed",
@@ -35,6 +48,10 @@ static const char *const sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
+    /* A step inside a create batch: undone alone when it fails. */
+    [S_SAVE] = "SAVEPOINT ifold",
+    [S_UNDO] = "ROLLBACK TO ifold",
+    [S_RELEASE] = "RELEASE ifold",
 };
 
 /* What a fold does next: each phase runs in steps of at most IFOLD_STEP. */
@@ -439,12 +456,25 @@ int kurz_ifold_batch_step(struct kurz_ifold *f)
 
         if (now < f->retry_ms)
                 return 0;
+        rc = run(f, S_SAVE);
+        if (rc != SQLITE_OK)
+                return fail(f, rc, "savepoint");
         rc = start_if_due(f, now);
         if (rc == 0)
                 rc = step(f, true);
-        if (rc < 0)
-                f->retry_ms = now + 1000;
-        return rc;
+        if (rc == 0) {
+                rc = run(f, S_RELEASE);
+                return rc == SQLITE_OK ? 0 : fail(f, rc, "release");
+        }
+        /* The fold waits; the batch goes on without its step, unless the
+         * failure took the whole transaction with it (I/O, disk full). */
+        f->retry_ms = now + 1000;
+        f->t_set = false;
+        if (sqlite3_get_autocommit(f->db))
+                return rc;
+        (void)run(f, S_UNDO);
+        (void)run(f, S_RELEASE);
+        return 0;
 }
 
 int kurz_ifold_work(struct kurz_ifold *f, int64_t budget_ms)

@@ -44,8 +44,10 @@ void kurz_ifold_committed(struct kurz_ifold *f, size_t created);
 int kurz_ifold_next(const struct kurz_ifold *f, uint64_t url_hash, size_t *cursor, int64_t *id);
 
 /* Inside a create batch's open transaction: starts a fold when one is due
- * and runs one step of it there. Returns 0, or an error that fails the
- * batch (then retried no sooner than a second later). */
+ * and runs one step of it there, under a savepoint. A step that fails is
+ * undone alone (the fold tries again no sooner than a second later) and 0 is
+ * returned; an error is returned only when the failure ended the whole
+ * transaction, which then fails the batch. */
 int kurz_ifold_batch_step(struct kurz_ifold *f);
 
 /* Outside any transaction: starts a fold when one is due (fold_ms since the

@@ -372,6 +372,58 @@ static void test_fold_in_steps(void)
         kurz_codegen_free(g);
 }
 
+/* A fold that fails (here every write of link_codes is refused) costs no
+ * create: each batch's step is undone alone, the batch commits, and the
+ * links stay found through links_unindexed. Once writes pass again, the
+ * next fold indexes them all. */
+static void test_failing_fold_fails_no_create(void)
+{
+        static char codes[40][KURZ_CODE_MAX + 1], urls[40][64];
+        char dir[256];
+        struct kurz_store *s;
+        struct kurz_codegen *g;
+        int n = 0, failed = 0;
+
+        new_dir(dir, sizeof(dir));
+        s = open_store(dir, FOLD_LATER);
+        g = s ? codegen(s) : NULL;
+        if (!g)
+                return;
+        for (; n < 20; n++) {
+                url_of(n, urls[n], sizeof(urls[n]));
+                CHECK_EQ_INT(create(s, g, urls[n], NULL, codes[n]), KURZ_CREATE_NEW);
+        }
+        s->ops->close(s);
+        kurz_codegen_free(g);
+        exec_file(dir, "CREATE TRIGGER refuse BEFORE INSERT ON link_codes BEGIN"
+                       " SELECT RAISE(ABORT, 'injected'); END;");
+        s = open_store(dir, FOLD_NOW);
+        g = s ? codegen(s) : NULL;
+        if (!g)
+                return;
+        /* Each create runs a step of the due fold; a second passes between
+         * some of them, so failed steps are tried again. */
+        for (; n < 40; n++) {
+                url_of(n, urls[n], sizeof(urls[n]));
+                if (create(s, g, urls[n], NULL, codes[n]) != KURZ_CREATE_NEW)
+                        failed++;
+                if (n % 10 == 0)
+                        usleep(1100 * 1000);
+        }
+        CHECK_EQ_INT(failed, 0);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_codes"), 0);
+        check_all(s, g, codes, urls, n);
+        exec_file(dir, "DROP TRIGGER refuse");
+        usleep(1100 * 1000); /* past the retry pause */
+        tick(s, dir);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM links_unindexed"), 0);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_codes"), n);
+        CHECK_EQ_INT(query_file(dir, "SELECT count(*) FROM link_urls"), n);
+        check_all(s, g, codes, urls, n);
+        s->ops->close(s);
+        kurz_codegen_free(g);
+}
+
 /* Snowflake codes (base62 of the id, 11 characters) are keyed by their id:
  * ascending, and found again. */
 static void test_snowflake_keys(void)
@@ -430,6 +482,7 @@ int main(void)
         RUN(test_migration_5);
         RUN(test_snowflake_keys);
         RUN(test_fold_in_steps);
+        RUN(test_failing_fold_fails_no_create);
         test_rmtree(root);
         TEST_END("store_index");
 }
