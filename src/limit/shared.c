@@ -13,11 +13,13 @@
 
 /* KEYS[1] current window, KEYS[2] previous; ARGV[1] limit, ARGV[2] weight of
  * the previous window in 1/1000, ARGV[3] TTL of a window key (ms). Returns
- * {allowed, current, previous}. */
+ * {allowed, current, previous}. The previous window's share is rounded up:
+ * rounded down, a client that used its whole limit just before a window
+ * boundary got one more request just after it. */
 static const char TAKE_LUA[] =
     "local cur=tonumber(redis.call('GET',KEYS[1]) or '0') "
     "local prev=tonumber(redis.call('GET',KEYS[2]) or '0') "
-    "if cur+math.floor(prev*tonumber(ARGV[2])/1000)>=tonumber(ARGV[1]) then "
+    "if cur+math.ceil(prev*tonumber(ARGV[2])/1000)>=tonumber(ARGV[1]) then "
     "return {0,cur,prev} end "
     "redis.call('INCR',KEYS[1]) redis.call('PEXPIRE',KEYS[1],ARGV[3]) "
     "return {1,cur+1,prev}";
@@ -68,10 +70,11 @@ int kurz_shared_limit_take(struct kurz_redis *r, const char *scope, struct kurz_
                 long long cur = rep->element[1]->integer, prev = rep->element[2]->integer;
                 uint64_t wait_ms = window_ms - into;
 
-                if (cur < (long long)limit && prev > 0) {
-                        /* need prev*(window-into-t)/window < limit-cur */
-                        uint64_t keep = (uint64_t)(limit - (unsigned long long)cur) * window_ms /
-                                        (uint64_t)prev;
+                if (cur + 1 < (long long)limit && prev > 0) {
+                        /* need ceil(prev*(window-into-t)/window) < limit-cur,
+                         * that is prev*(window-into-t)/window <= limit-cur-1 */
+                        uint64_t keep = (uint64_t)(limit - 1 - (unsigned long long)cur) *
+                                        window_ms / (uint64_t)prev;
                         uint64_t left = window_ms - into;
                         wait_ms = left > keep ? left - keep : 0;
                 }
